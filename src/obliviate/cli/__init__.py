@@ -1,0 +1,31 @@
+"""The ``obliviate`` command. Sub-modules add their commands to ``app`` on import."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+from pydantic import ValidationError
+
+from obliviate.cli.app import USER_ERRORS, app, err_console
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "app":
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def main() -> None:
+    """Run the CLI; expected failures print one line and exit 2, never a traceback."""
+    try:
+        app()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        err_console.print(f"error: invalid {'.'.join(map(str, first['loc'])) or 'input'}: {first['msg']}")
+        sys.exit(2)
+    except USER_ERRORS as exc:
+        err_console.print(f"error: {exc}")
+        sys.exit(2)
+
+
+__all__ = ["app", "main"]

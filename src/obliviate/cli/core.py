@@ -1,0 +1,190 @@
+"""Core commands: demo, train, forget, evaluate, methods."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from obliviate.checkpoint import load_model, save_model
+from obliviate.cli.app import (
+    ClassesOpt,
+    FractionOpt,
+    IndicesOpt,
+    RangeOpt,
+    SpecOpt,
+    SpecSeedOpt,
+    SubclassOpt,
+    app,
+    build_spec,
+    console,
+    parse_values,
+)
+from obliviate.data import load_data
+from obliviate.display import report_table
+from obliviate.evaluation import evaluate
+from obliviate.forget import ForgetSpec, UnlearningTask
+from obliviate.methods import REGISTRY, unlearn
+from obliviate.models import build_model
+from obliviate.training import TrainConfig, fit
+
+
+@app.command()
+def demo(
+    data: str = typer.Option("digits", help="bundled data set or path"),
+    model: str = typer.Option("cnn", help="architecture"),
+    forget_class: int = typer.Option(3, "--forget-class", help="class to forget"),
+    methods: str = typer.Option("finetune,gradient_ascent", help="comma-separated methods beside retrain"),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("report.json"), help="where to write the JSON report"),
+) -> None:
+    """Train on bundled data, forget one class with several methods, compare with retraining."""
+    from obliviate.demo import run_demo
+
+    start = time.perf_counter()
+    result = run_demo(
+        data, model, ForgetSpec(classes=[forget_class]), [m for m in methods.split(",") if m], seed=seed, progress=True
+    )
+    console.print(report_table(result.report))
+    result.report.save(out)
+    console.print(
+        f"original trained in {result.train_seconds:.1f}s · total {time.perf_counter() - start:.1f}s · "
+        f"report written to {out}"
+    )
+
+
+@app.command()
+def train(
+    out: Path = typer.Option(..., "--out", help="model file to write (.safetensors)"),
+    data: str = typer.Option("digits", help="bundled data set or path"),
+    target: str = typer.Option(None, help="target column for CSV data"),
+    kind: str = typer.Option("classification", help="classification or regression (for .npz/.csv)"),
+    model: str = typer.Option("cnn", help="architecture"),
+    seed: int = typer.Option(0),
+    option: list[str] = typer.Option(None, "--set", help="training recipe override key=value"),
+) -> None:
+    """Train a model and save it with a card recording data and recipe."""
+    recipe = TrainConfig(**{"seed": seed, **parse_values(option)})
+    split = load_data(data, kind=kind, target=target, seed=seed)
+    net = build_model(model, split.train.input_shape, split.train.num_outputs)
+    result = fit(net, split.train, recipe, progress=True)
+    card = {
+        "data": {
+            "source": data,
+            "kind": kind,
+            "target": target,
+            "split_seed": seed,
+            "fingerprint": split.train.fingerprint(),
+        },
+        "recipe": recipe.model_dump(),
+        "train_seconds": result.seconds,
+        "steps": result.steps,
+    }
+    save_model(out, result.model, card)
+    console.print(f"trained {model} on {data} in {result.seconds:.1f}s ({result.steps} steps) -> {out}")
+
+
+def _load_task(card: dict, data: str | None, spec: ForgetSpec) -> UnlearningTask:
+    info = card.get("data", {})
+    source = data or info.get("source")
+    if source is None:
+        raise ValueError("the model card names no data set; pass --data")
+    split = load_data(
+        source, kind=info.get("kind", "classification"), target=info.get("target"), seed=info.get("split_seed", 0)
+    )
+    if info.get("fingerprint") and split.train.fingerprint() != info["fingerprint"]:
+        raise ValueError(f"data {source!r} differs from the data the model was trained on (fingerprint mismatch)")
+    return UnlearningTask.build(split, spec)
+
+
+@app.command()
+def forget(
+    model_file: Path = typer.Option(..., "--model", help="trained model (.safetensors with its .json card)"),
+    out: Path = typer.Option(..., "--out", help="where to write the unlearned model"),
+    method: str = typer.Option("finetune", help="registered method name"),
+    data: str = typer.Option(None, help="data source (default: the one in the model card)"),
+    spec: str = SpecOpt,
+    classes: str = ClassesOpt,
+    subclass: str = SubclassOpt,
+    indices: str = IndicesOpt,
+    fraction: float = FractionOpt,
+    target_range: str = RangeOpt,
+    spec_seed: int = SpecSeedOpt,
+    option: list[str] = typer.Option(None, "--set", help="method config override key=value"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Apply an unlearning method to a saved model and save the result beside a new card."""
+    if out.resolve() == model_file.resolve():
+        raise ValueError("--out must differ from --model: the original model is never overwritten")
+    forget_spec = build_spec(spec, classes, subclass, indices, fraction, target_range, spec_seed)
+    model, card = load_model(model_file)
+    task = _load_task(card, data, forget_spec)
+    config = parse_values(option)
+    if method == "retrain" and "recipe" not in config and "recipe" in card:
+        config["recipe"] = card["recipe"]
+    result = unlearn(model, task, method, seed=seed, progress=True, **config)
+    new_card = {
+        "data": card.get("data"),
+        "recipe": card.get("recipe"),
+        "parent_sha256": card.get("sha256"),
+        "forget_spec": forget_spec.model_dump(exclude_none=True),
+        "run": result.log.to_dict(),
+    }
+    save_model(out, result.model, new_card)
+    console.print(
+        f"{method}: forgot {len(task.forget)} rows in {result.log.seconds:.2f}s ({result.log.steps} steps) -> {out}"
+    )
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: list[str] = typer.Option(..., "--model", help="NAME=PATH, repeat for each model"),
+    reference: str = typer.Option(None, help="name of the retrained reference among --model"),
+    data: str = typer.Option(None, help="data source (default: the first model's card)"),
+    spec: str = SpecOpt,
+    classes: str = ClassesOpt,
+    subclass: str = SubclassOpt,
+    indices: str = IndicesOpt,
+    fraction: float = FractionOpt,
+    target_range: str = RangeOpt,
+    spec_seed: int = SpecSeedOpt,
+    out: Path = typer.Option(Path("report.json"), help="JSON report to write"),
+) -> None:
+    """Evaluate saved models on a forget request and write a JSON report."""
+    forget_spec = build_spec(spec, classes, subclass, indices, fraction, target_range, spec_seed)
+    models, cards = {}, {}
+    for pair in parse_values(model).items():
+        name, path = pair
+        models[name], cards[name] = load_model(Path(str(path)))
+    task = _load_task(next(iter(cards.values())), data, forget_spec)
+    logs = {}
+    for name, card in cards.items():
+        if "run" in card:
+            from obliviate.methods import RunLog
+
+            logs[name] = RunLog(**card["run"])
+    report = evaluate(task, models, reference=reference, original=None, logs=logs)
+    console.print(report_table(report))
+    report.save(out)
+    console.print(f"report written to {out}")
+
+
+@app.command()
+def methods() -> None:
+    """List the registered unlearning methods with their data needs and default configs."""
+    table = Table(title="unlearning methods")
+    for col in ("name", "reads", "tasks", "scenarios", "defaults", "what it does"):
+        table.add_column(col)
+    for name, cls in sorted(REGISTRY.items()):
+        defaults = ", ".join(f"{k}={v}" for k, v in cls.config_class().model_dump().items() if k != "recipe")
+        table.add_row(
+            name,
+            ",".join(sorted(cls.needs)) or "nothing",
+            ",".join(sorted(cls.kinds)),
+            ",".join(sorted(cls.scenarios)),
+            defaults,
+            cls.summary(),
+        )
+    console.print(table)

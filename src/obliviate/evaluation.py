@@ -1,0 +1,174 @@
+"""``evaluate``: every applicable metric for every model, beside the reference and the gap to it."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from obliviate.atomic import atomic_write_text
+from obliviate.forget import UnlearningTask
+from obliviate.methods import RunLog
+from obliviate.metrics import METRICS, VIEW_NAMES, MetricContext
+from obliviate.training import predict
+
+AVG_GAP_METRICS = ("forget_acc", "retain_acc", "test_acc", "mia_entropy")
+"""DESIGN section 5: Avg Gap is the mean gap over these (percent points)."""
+
+
+@dataclass
+class ModelResult:
+    metrics: dict[str, float]
+    gaps: dict[str, float] = field(default_factory=dict)
+    avg_gap: float | None = None
+    seconds: float | None = None
+    steps: int | None = None
+    speedup: float | None = None
+
+
+@dataclass
+class Report:
+    """The source of truth of an evaluation; tables and HTML are views of it."""
+
+    task: dict
+    reference: str | None
+    models: dict[str, ModelResult]
+    directions: dict[str, str]
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    versions: dict = field(
+        default_factory=lambda: {
+            "obliviate": _version(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        }
+    )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=True)
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Report:
+        models = {k: ModelResult(**v) for k, v in data["models"].items()}
+        return cls(**{**data, "models": models})
+
+    @classmethod
+    def load(cls, path: str | Path) -> Report:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("obliviate")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def model_outputs(
+    model: nn.Module, task: UnlearningTask, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Outputs on every view from two forward passes (train and test), sliced per view."""
+    train_out = predict(model, task.train.X, device=device)
+    test_out = predict(model, task.test.X, device=device)
+    test_mask = torch.ones(len(test_out), dtype=torch.bool)
+    test_mask[task.forget_test_idx] = False
+    return {
+        "forget": train_out[task.forget_idx],
+        "retain": train_out[task.retain_idx],
+        "test": test_out,
+        "forget_test": test_out[task.forget_test_idx],
+        "retain_test": test_out[test_mask],
+    }
+
+
+def _flatten(name: str, value) -> dict[str, float]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {f"{name}.{k}": float(v) for k, v in value.items()}
+    return {name: float(value)}
+
+
+def evaluate(
+    task: UnlearningTask,
+    models: dict[str, nn.Module],
+    *,
+    reference: str | None = "retrain",
+    original: str | None = "original",
+    logs: dict[str, RunLog] | None = None,
+    metrics: list[str] | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> Report:
+    """Evaluate ``models`` on ``task``; gaps and speed-ups are taken against ``reference``.
+
+    ``metrics`` names the metrics to compute (default: every default metric that applies to
+    the task kind). ``logs`` (from ``unlearn``) supply wall time and steps; the speed-up is
+    the reference's time divided by each model's, so both must come from the same run.
+    """
+    if reference is not None and reference not in models:
+        raise KeyError(f"reference {reference!r} is not among the models {list(models)}")
+    names = metrics if metrics is not None else [n for n, m in METRICS.items() if m.default]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise KeyError(f"unknown metrics {unknown}; known: {sorted(METRICS)}")
+    selected = [METRICS[n] for n in names if task.kind in METRICS[n].kinds]
+    outputs = {name: model_outputs(m, task, device) for name, m in models.items()}
+    logs = logs or {}
+    results: dict[str, ModelResult] = {}
+    directions: dict[str, str] = {}
+    for name, model in models.items():
+        ctx = MetricContext(
+            task=task,
+            name=name,
+            model=model,
+            outputs=outputs[name],
+            original=outputs.get(original) if original else None,
+            reference=outputs.get(reference) if reference else None,
+            original_model=models.get(original) if original else None,
+            reference_model=models.get(reference) if reference else None,
+            seed=seed,
+            device=torch.device(device),
+        )
+        values: dict[str, float] = {}
+        for info in selected:
+            flat = _flatten(info.name, info.fn(ctx))
+            values.update(flat)
+            directions.update({k: info.direction for k in flat})
+        log = logs.get(name)
+        results[name] = ModelResult(values, seconds=log.seconds if log else None, steps=log.steps if log else None)
+    if reference is not None:
+        ref = results[reference]
+        for res in results.values():
+            res.gaps = {
+                k: abs(v - ref.metrics[k])
+                for k, v in res.metrics.items()
+                if directions.get(k) == "reference"
+                and k in ref.metrics
+                and not (math.isnan(v) or math.isnan(ref.metrics[k]))
+            }
+            parts = [res.gaps[k] for k in AVG_GAP_METRICS if k in res.gaps]
+            res.avg_gap = sum(parts) / len(parts) if parts else None
+            if ref.seconds and res.seconds:
+                res.speedup = ref.seconds / res.seconds
+    task_info = {
+        "dataset": task.train.name,
+        "kind": task.kind,
+        "spec": task.spec.model_dump(exclude_none=True),
+        "scenario": task.spec.scenario,
+        "sizes": {v: len(getattr(task, v)) for v in VIEW_NAMES},
+    }
+    return Report(task_info, reference, results, directions)

@@ -1,0 +1,262 @@
+"""What to forget (``ForgetSpec``) and the views of the data a method may see (``UnlearningTask``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor
+
+from obliviate.data import Dataset, DataSplit
+
+
+class ForgetSpecError(ValueError):
+    """A forget request that cannot be served as written."""
+
+
+class ForgetSpec(BaseModel):
+    """A declarative, serialisable description of the training rows to forget.
+
+    Exactly one selector is set: ``classes``, ``subclass`` (super-class, sub-class),
+    ``indices``, ``fraction`` (random rows, drawn with ``seed``) or ``target_range``
+    (regression targets in ``[lo, hi]``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    classes: list[int] | None = None
+    subclass: tuple[int, int] | None = None
+    indices: list[int] | None = None
+    fraction: float | None = Field(default=None, gt=0.0, lt=1.0)
+    seed: int = 0
+    target_range: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> ForgetSpec:
+        chosen = [k for k in self._SELECTORS if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"set exactly one of {', '.join(self._SELECTORS)}; got {chosen or 'none'}")
+        if self.target_range is not None and self.target_range[0] > self.target_range[1]:
+            raise ValueError(f"target_range lower bound exceeds upper bound: {self.target_range}")
+        return self
+
+    _SELECTORS = ("classes", "subclass", "indices", "fraction", "target_range")
+
+    @property
+    def scenario(self) -> str:
+        """The kind of forgetting: ``class``, ``subclass``, ``random`` or ``target_range``."""
+        if self.classes is not None:
+            return "class"
+        if self.subclass is not None:
+            return "subclass"
+        if self.target_range is not None:
+            return "target_range"
+        return "random"
+
+    def describe(self) -> str:
+        return self.model_dump_json(exclude_none=True, exclude_defaults=False)
+
+    def _check_classes(self, data: Dataset, classes: list[int]) -> None:
+        if data.kind != "classification":
+            raise ForgetSpecError("class forgetting needs a classification data set")
+        unknown = [c for c in classes if not 0 <= c < data.num_classes]
+        if unknown:
+            raise ForgetSpecError(f"unknown classes {unknown}: the data has {data.num_classes} classes")
+        if len(set(classes)) != len(classes):
+            raise ForgetSpecError(f"duplicate classes in {classes}")
+
+    def _row_mask(self, data: Dataset) -> Tensor:
+        """Rows of ``data`` that belong to the forgotten class / sub-class / range."""
+        if self.classes is not None:
+            self._check_classes(data, self.classes)
+            return torch.isin(data.y, torch.tensor(self.classes))
+        if self.subclass is not None:
+            sup, sub = self.subclass
+            self._check_classes(data, [sup])
+            if data.subclasses is None:
+                raise ForgetSpecError("sub-class forgetting needs a data set with sub-class labels")
+            in_sub = data.subclasses == sub
+            if in_sub.any() and not (data.y[in_sub] == sup).all():
+                raise ForgetSpecError(f"sub-class {sub} is not part of super-class {sup}")
+            return in_sub & (data.y == sup)
+        if self.target_range is not None:
+            if data.kind != "regression":
+                raise ForgetSpecError("target_range forgetting needs a regression data set")
+            lo, hi = self.target_range
+            return (data.y >= lo) & (data.y <= hi)
+        raise AssertionError("row masks exist only for class, sub-class and range selectors")
+
+    def resolve(self, train: Dataset) -> Tensor:
+        """Sorted indices of the training rows to forget, validated against ``train``."""
+        n = len(train)
+        if self.indices is not None:
+            idx = np.asarray(self.indices, dtype=np.int64)
+            bad = idx[(idx < 0) | (idx >= n)]
+            if len(bad):
+                raise ForgetSpecError(f"indices out of range 0..{n - 1}: {bad[:10].tolist()}")
+            uniq, counts = np.unique(idx, return_counts=True)
+            if (counts > 1).any():
+                raise ForgetSpecError(f"duplicate indices: {uniq[counts > 1][:10].tolist()}")
+            forget = torch.tensor(np.sort(idx))
+        elif self.fraction is not None:
+            k = int(round(self.fraction * n))
+            gen = torch.Generator().manual_seed(self.seed)
+            forget = torch.randperm(n, generator=gen)[:k].sort().values
+        else:
+            forget = torch.nonzero(self._row_mask(train)).flatten()
+        if len(forget) == 0:
+            raise ForgetSpecError(f"the forget set is empty for {self.describe()}")
+        if len(forget) == n:
+            raise ForgetSpecError("the request would forget every training row; nothing would remain")
+        return forget
+
+    def test_rows(self, test: Dataset) -> Tensor:
+        """Test rows of the forgotten class / sub-class / range (empty for row-level requests)."""
+        if self.indices is not None or self.fraction is not None:
+            return torch.zeros(0, dtype=torch.long)
+        return torch.nonzero(self._row_mask(test)).flatten()
+
+
+class DataAccessError(PermissionError):
+    """A method asked for data it did not declare in ``needs``."""
+
+
+VIEWS = frozenset({"forget", "retain", "train", "test", "forget_test"})
+
+
+@dataclass(frozen=True, eq=False)
+class UnlearningTask:
+    """A forget request resolved against a train/test split: the views every part works on."""
+
+    split: DataSplit
+    spec: ForgetSpec
+
+    @cached_property
+    def forget_idx(self) -> Tensor:
+        return self.spec.resolve(self.split.train)
+
+    @cached_property
+    def retain_idx(self) -> Tensor:
+        mask = torch.ones(len(self.split.train), dtype=torch.bool)
+        mask[self.forget_idx] = False
+        return torch.nonzero(mask).flatten()
+
+    @cached_property
+    def forget_test_idx(self) -> Tensor:
+        return self.spec.test_rows(self.split.test)
+
+    @cached_property
+    def forget(self) -> Dataset:
+        return self.split.train.subset(self.forget_idx)
+
+    @cached_property
+    def retain(self) -> Dataset:
+        return self.split.train.subset(self.retain_idx)
+
+    @property
+    def train(self) -> Dataset:
+        return self.split.train
+
+    @property
+    def test(self) -> Dataset:
+        return self.split.test
+
+    @cached_property
+    def forget_test(self) -> Dataset:
+        return self.split.test.subset(self.forget_test_idx)
+
+    @cached_property
+    def retain_test(self) -> Dataset:
+        """Test rows outside the forgotten class / range (all test rows for random forgetting)."""
+        mask = torch.ones(len(self.split.test), dtype=torch.bool)
+        mask[self.forget_test_idx] = False
+        return self.split.test.subset(torch.nonzero(mask).flatten())
+
+    @property
+    def kind(self) -> str:
+        return self.split.train.kind
+
+    @property
+    def num_classes(self) -> int:
+        return self.split.train.num_classes
+
+    @property
+    def num_outputs(self) -> int:
+        return self.split.train.num_outputs
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.split.train.input_shape
+
+    @property
+    def forget_classes(self) -> list[int]:
+        """Classes forgotten as a whole; for a sub-class request, its super-class is not listed."""
+        return list(self.spec.classes or [])
+
+    @classmethod
+    def build(cls, split: DataSplit, spec: ForgetSpec) -> UnlearningTask:
+        """Resolve and validate eagerly so a bad request fails before any work starts."""
+        task = cls(split, spec)
+        _ = task.forget_idx, task.forget_test_idx
+        return task
+
+    def view(self, needs: frozenset[str]) -> TaskView:
+        return TaskView(self, needs)
+
+
+class TaskView:
+    """What a method is allowed to see of a task: metadata always, data only if declared.
+
+    Zero-glance and zero-shot methods declare no or few views, and reading any other
+    raises ``DataAccessError``, which makes the privacy setting enforceable.
+    """
+
+    def __init__(self, task: UnlearningTask, needs: frozenset[str]):
+        unknown = set(needs) - VIEWS
+        if unknown:
+            raise ValueError(f"unknown data views {sorted(unknown)}; known: {sorted(VIEWS)}")
+        self._task = task
+        self.needs = frozenset(needs)
+        self.kind = task.kind
+        self.num_classes = task.num_classes
+        self.num_outputs = task.num_outputs
+        self.input_shape = task.input_shape
+        self.forget_classes = task.forget_classes
+        self.scenario = task.spec.scenario
+
+    def _get(self, name: str) -> Dataset:
+        if name not in self.needs:
+            raise DataAccessError(f"this method declared needs={sorted(self.needs)} and may not read the {name!r} data")
+        return getattr(self._task, name)
+
+    @property
+    def forget(self) -> Dataset:
+        return self._get("forget")
+
+    @property
+    def retain(self) -> Dataset:
+        return self._get("retain")
+
+    @property
+    def train(self) -> Dataset:
+        return self._get("train")
+
+    @property
+    def test(self) -> Dataset:
+        return self._get("test")
+
+    @property
+    def forget_test(self) -> Dataset:
+        return self._get("forget_test")
+
+    @property
+    def train_forget_mask(self) -> Tensor:
+        """Which rows of ``train`` are forget rows (needs both the train and forget views)."""
+        self._get("train")
+        self._get("forget")
+        mask = torch.zeros(len(self._task.train), dtype=torch.bool)
+        mask[self._task.forget_idx] = True
+        return mask

@@ -1,0 +1,39 @@
+"""Fine-tuning on the retained rows: relies on catastrophic forgetting of what is not rehearsed."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from torch import nn
+
+from obliviate.forget import TaskView
+from obliviate.methods.base import Method, MethodConfig, RunContext, register
+from obliviate.training import make_optimizer, task_loss
+
+
+class FinetuneConfig(MethodConfig):
+    epochs: int = Field(5, ge=1)
+    lr: float = Field(0.02, gt=0)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    batch_size: int = Field(64, ge=1)
+
+
+@register
+class Finetune(Method):
+    """Continue training the model on the retain set for a few epochs at a raised learning rate."""
+
+    name = "finetune"
+    config_class = FinetuneConfig
+    needs = frozenset({"retain"})
+
+    def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
+        cfg = self.config
+        retain = data.retain
+        X, y = retain.X.to(ctx.device), retain.y.to(ctx.device)
+        loss_fn = task_loss(data.kind)
+        opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
+        ctx.optimize(
+            model, opt, len(X), cfg.batch_size, cfg.epochs, lambda idx: loss_fn(model(X[idx]), y[idx]), "finetune"
+        )
+        return model

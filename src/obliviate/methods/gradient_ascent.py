@@ -1,0 +1,59 @@
+"""Gradient ascent (NegGrad): push the loss on the forget rows up."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from torch import nn
+
+from obliviate.forget import TaskView
+from obliviate.methods.base import Method, MethodConfig, RunContext, register
+from obliviate.training import accuracy, make_optimizer, task_loss
+
+
+class GradientAscentConfig(MethodConfig):
+    """Plain ascent has no natural end and soon destroys the whole model (on digits, 5 epochs
+    at lr 0.01 take every class to chance), so by default it stops as soon as forget-set
+    accuracy falls to ``stop_accuracy``. For random-row forgetting set it near test accuracy."""
+
+    epochs: int = Field(20, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    batch_size: int = Field(64, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many ascent steps")
+    stop_accuracy: float | None = Field(1.0, ge=0, le=100, description="stop once forget accuracy (%) is at most this")
+
+
+@register
+class GradientAscent(Method):
+    """Ascend the task loss on the forget set, stopping once forget accuracy has fallen."""
+
+    name = "gradient_ascent"
+    config_class = GradientAscentConfig
+    needs = frozenset({"forget"})
+
+    def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
+        cfg = self.config
+        forget = data.forget
+        X, y = forget.X.to(ctx.device), forget.y.to(ctx.device)
+        loss_fn = task_loss(data.kind)
+        opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
+        stop = None
+        if cfg.stop_accuracy is not None and data.kind == "classification":
+
+            def stop() -> bool:
+                return accuracy(model, forget, ctx.device) <= cfg.stop_accuracy
+
+        ctx.optimize(
+            model,
+            opt,
+            len(X),
+            cfg.batch_size,
+            cfg.epochs,
+            lambda idx: -loss_fn(model(X[idx]), y[idx]),
+            "gradient ascent",
+            cfg.max_steps,
+            stop,
+        )
+        return model
