@@ -38,7 +38,7 @@ def run_demo(
     spec = spec or ForgetSpec(classes=[3])
     task = UnlearningTask.build(split, spec)
     recipe = recipe.model_copy(update={"seed": seed})
-    original = build_model(architecture, split.train.input_shape, split.train.num_outputs)
+    original = build_model(architecture, split.train.input_shape, split.train.num_outputs, seed=seed)
     trained = fit(original, split.train, recipe, progress=progress)
     models: dict[str, nn.Module] = {"original": trained.model}
     logs: dict[str, RunLog] = {}

@@ -68,7 +68,7 @@ def train(
     """Train a model and save it with a card recording data and recipe."""
     recipe = TrainConfig(**{"seed": seed, **parse_values(option)})
     split = load_data(data, kind=kind, target=target, seed=seed)
-    net = build_model(model, split.train.input_shape, split.train.num_outputs)
+    net = build_model(model, split.train.input_shape, split.train.num_outputs, seed=seed)
     result = fit(net, split.train, recipe, progress=True)
     card = {
         "data": {

@@ -67,6 +67,9 @@ class Dataset:
         object.__setattr__(self, "X", X)
         object.__setattr__(self, "y", y)
 
+    def __repr__(self) -> str:
+        return f"Dataset({self.name!r}, {self.kind}, rows={len(self)}, input_shape={self.input_shape})"
+
     def __len__(self) -> int:
         return len(self.y)
 

@@ -15,12 +15,14 @@ from obliviate.training import accuracy, make_optimizer, task_loss
 class GradientAscentConfig(MethodConfig):
     """Plain ascent has no natural end and soon destroys the whole model (on digits, 5 epochs
     at lr 0.01 take every class to chance), so by default it stops as soon as forget-set
-    accuracy falls to ``stop_accuracy``. For random-row forgetting set it near test accuracy."""
+    accuracy falls to ``stop_accuracy``. For random-row forgetting set it near test accuracy.
+    Even so it costs retained accuracy: forgetting digit 3 took retained-class test accuracy
+    from about 98% to 85-89% over lr 5e-4..2e-3 and batch 16..64 on three trained CNNs."""
 
-    epochs: int = Field(20, ge=1)
-    lr: float = Field(2e-3, gt=0)
+    epochs: int = Field(40, ge=1)
+    lr: float = Field(1e-3, gt=0)
     optimizer: Literal["sgd", "adam"] = "sgd"
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(32, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many ascent steps")
     stop_accuracy: float | None = Field(1.0, ge=0, le=100, description="stop once forget accuracy (%) is at most this")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from obliviate.models.cnn import AllCNN, SmallCNN
@@ -37,11 +38,19 @@ def register_architecture(name: str, factory: Callable[..., nn.Module]) -> None:
     ARCHITECTURES[name] = factory
 
 
-def build_model(name: str, input_shape: tuple[int, ...], num_outputs: int, **kwargs) -> nn.Module:
-    """Build a registered architecture; the spec is remembered for checkpoints."""
+def build_model(
+    name: str, input_shape: tuple[int, ...], num_outputs: int, *, seed: int | None = None, **kwargs
+) -> nn.Module:
+    """Build a registered architecture; the spec is remembered for checkpoints.
+
+    With ``seed`` the initial weights depend on it alone, not on the global generator.
+    """
     if name not in ARCHITECTURES:
         raise KeyError(f"unknown model {name!r}; choose from {sorted(ARCHITECTURES)}")
-    model = ARCHITECTURES[name](tuple(input_shape), num_outputs, **kwargs)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = ARCHITECTURES[name](tuple(input_shape), num_outputs, **kwargs)
     model.obliviate_spec = {
         "architecture": name,
         "input_shape": list(input_shape),
@@ -55,8 +64,6 @@ def fresh_copy(model: nn.Module, seed: int | None = None) -> nn.Module:
     """A copy of ``model`` with every layer re-initialised (works for any module whose layers
     define ``reset_parameters``, as all of torch's do); BatchNorm statistics are reset too."""
     import copy
-
-    import torch
 
     clone = copy.deepcopy(model)
     if seed is not None:

@@ -1,0 +1,34 @@
+"""Shared fixtures: the digits split and one small CNN trained on it, built once per session."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from obliviate import ForgetSpec, TrainConfig, UnlearningTask, build_model, fit, load_data
+
+torch.set_num_threads(2)
+
+DIGITS_RECIPE = TrainConfig(optimizer="adam", lr=2e-3, epochs=12, batch_size=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def digits_recipe() -> TrainConfig:
+    return DIGITS_RECIPE
+
+
+@pytest.fixture(scope="session")
+def digits_split():
+    return load_data("digits", seed=0)
+
+
+@pytest.fixture(scope="session")
+def digits_model(digits_split):
+    """A SmallCNN trained on all digits training rows (about 98% test accuracy)."""
+    model = build_model("cnn", digits_split.train.input_shape, 10, seed=0)
+    return fit(model, digits_split.train, DIGITS_RECIPE).model
+
+
+@pytest.fixture(scope="session")
+def class3_task(digits_split):
+    return UnlearningTask.build(digits_split, ForgetSpec(classes=[3]))
