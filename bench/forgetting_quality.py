@@ -1,8 +1,9 @@
 """Forgetting quality F (NeurIPS 2023 challenge) on MNIST-5k, random 2% forgetting, N models per side.
 
-Rows: a second set of retrained models (the top of the scale for this N), fine-tuning variants,
-gradient ascent, any strong method registered (scrub, bad_teacher, ...), and N originals that
-never unlearned (the bottom). Every model is one job on the chosen executor.
+Rows: a second set of retrained models (the best score this estimator gives at this N),
+fine-tuning variants, gradient ascent, any strong method registered (scrub, bad_teacher, ...),
+and two that never unlearned: the original itself N times (what a method that does nothing
+returns) and N originals trained with other seeds. Every model is one job on the chosen executor.
 
     PYTHONPATH=src python bench/forgetting_quality.py [--n 32] [--epochs 8] [--executor ray]
 """
@@ -50,6 +51,8 @@ def job(item: tuple):
         model = train("retain", seed, epochs)
     elif kind == "original":
         model = train("train", seed, epochs)
+    elif kind == "unchanged":
+        model = payload
     else:
         original, config = payload
         model = unlearn(original, task(), kind.split(":")[0], seed=seed, **config).model
@@ -78,7 +81,8 @@ def main() -> None:
     groups = {
         "retrain (reference)": [("retrain", s, e, None) for s in range(1, n + 1)],
         "retrain (second set)": [("retrain", s, e, None) for s in range(1001, 1001 + n)],
-        "original (no unlearning)": [("original", s, e, None) for s in range(1, n + 1)],
+        "original, unchanged": [("unchanged", s, e, original) for s in range(1, n + 1)],
+        "originals, N seeds": [("original", s, e, None) for s in range(1, n + 1)],
         **{name: [(name, s, e, (original, cfg)) for s in range(1, n + 1)] for name, cfg in methods.items()},
     }
     items = [item for group in groups.values() for item in group]

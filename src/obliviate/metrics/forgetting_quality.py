@@ -23,23 +23,24 @@ DELTA = 1e-5
 BIN_WIDTH = 0.5
 
 
-def _epsilon(fpr: np.ndarray, fnr: np.ndarray, delta: float) -> np.ndarray:
-    """Epsilon of each attack; NaN for attacks with exactly one zero rate (they bound nothing),
-    infinity when both rates are zero (the two samples are perfectly separated)."""
+def _epsilon(fpr: np.ndarray, fnr: np.ndarray, n_neg: int, n_pos: int, delta: float) -> np.ndarray:
+    """Epsilon of each attack. An error rate measured on N models cannot be resolved below 1/N,
+    so rates are floored there: a perfect attack then scores the ceiling ln(N - 1) rather than
+    infinity, and a method whose N outputs coincide (no randomness) is still caught."""
+    fpr = np.maximum(fpr, 1.0 / n_neg)
+    fnr = np.maximum(fnr, 1.0 / n_pos)
     with np.errstate(divide="ignore", invalid="ignore"):
         e1 = np.log(1.0 - delta - fpr) - np.log(fnr)
         e2 = np.log(1.0 - delta - fnr) - np.log(fpr)
-    eps = np.fmax(e1, e2)
-    eps = np.where((fpr == 0) ^ (fnr == 0), np.nan, eps)
-    return np.where((fpr == 0) & (fnr == 0), np.inf, eps)
+    return np.fmax(e1, e2)  # NaN (log of a negative) only where both are: such an attack bounds nothing
 
 
 def example_epsilons(unlearned: np.ndarray, retrained: np.ndarray, delta: float = DELTA) -> np.ndarray:
     """Per-example epsilon from [N, n] and [M, n] score arrays (models x examples).
 
     The attacks are every threshold rule "unlearned if score >= t" and its complement,
-    t ranging over the observed scores; the strongest attack sets the example's epsilon.
-    With no zero error rate it cannot exceed ln(N - 1) (the estimate's ceiling).
+    t ranging over the observed scores; the strongest attack sets the example's epsilon,
+    which with N models per side cannot exceed ln(N - 1) (the estimate's ceiling).
     """
     unlearned, retrained = np.asarray(unlearned, float), np.asarray(retrained, float)
     if unlearned.ndim != 2 or retrained.ndim != 2 or unlearned.shape[1] != retrained.shape[1]:
@@ -56,9 +57,9 @@ def example_epsilons(unlearned: np.ndarray, retrained: np.ndarray, delta: float 
         t = thresholds[:, None, lo : lo + chunk]
         hit_u = (unlearned[None, :, lo : lo + chunk] >= t).mean(1)  # [T, chunk]
         hit_r = (retrained[None, :, lo : lo + chunk] >= t).mean(1)
-        eps = np.concatenate(
-            [_epsilon(hit_r, 1.0 - hit_u, delta), _epsilon(1.0 - hit_r, hit_u, delta)]
-        )  # rule ">= t" says unlearned: FPR = retrained hit, FNR = unlearned miss; the complement swaps
+        # rule ">= t" says unlearned: FPR = retrained hit, FNR = unlearned miss; the complement swaps
+        m, k = len(retrained), len(unlearned)
+        eps = np.concatenate([_epsilon(hit_r, 1.0 - hit_u, m, k, delta), _epsilon(1.0 - hit_r, hit_u, m, k, delta)])
         best = np.nanmax(np.where(np.isnan(eps), -np.inf, eps), axis=0)
         out[lo : lo + chunk] = np.maximum(best, 0.0)
     return out
@@ -66,9 +67,7 @@ def example_epsilons(unlearned: np.ndarray, retrained: np.ndarray, delta: float 
 
 def bin_scores(epsilons: np.ndarray, width: float = BIN_WIDTH) -> np.ndarray:
     """2 / 2^bin with bins [0, w), [w, 2w), ... numbered from 1: 1 for epsilon < w, halving per bin."""
-    eps = np.asarray(epsilons, float)
-    with np.errstate(over="ignore"):
-        return np.where(np.isinf(eps), 0.0, np.exp2(-np.floor(eps / width)))
+    return np.exp2(-np.floor(np.asarray(epsilons, float) / width))
 
 
 def forgetting_quality(unlearned: np.ndarray, retrained: np.ndarray, delta: float = DELTA) -> float:
