@@ -23,6 +23,7 @@ from obliviate.metrics.forgetting_quality import quality_from_scores, score_mode
 from obliviate.metrics.klom import klom
 from obliviate.metrics.lira import ulira
 from obliviate.runner.executor import make_executor
+from obliviate.training import seed_everything
 
 SPEC = ForgetSpec(fraction=0.02, seed=0)
 STRONG = ("scrub", "bad_teacher", "salun", "l1_sparse")
@@ -40,6 +41,7 @@ def recipe(epochs: int, seed: int) -> TrainConfig:
 def train(rows: str, seed: int, epochs: int):
     t = task()
     data = t.retain if rows == "retain" else t.train
+    seed_everything(seed)  # seeds the initial weights too, so a job gives the same model on any executor
     return fit(build_model("mlp", t.input_shape, t.num_outputs), data, recipe(epochs, seed)).model
 
 

@@ -22,7 +22,7 @@ from obliviate.methods import RunLog, unlearn
 from obliviate.models import build_model
 from obliviate.runner.cache import ModelCache
 from obliviate.runner.suite import Suite, stable_hash
-from obliviate.training import fit, per_example_loss, predict
+from obliviate.training import fit, per_example_loss, predict, seed_everything
 
 LOSS_EDGES = np.logspace(-6, 2, 41)
 """Histogram bins (log-spaced) for per-example losses; values outside are clipped into the end bins."""
@@ -81,6 +81,7 @@ def _original(job: Job) -> tuple[nn.Module, dict]:
     )
 
     def make():
+        seed_everything(job.seed)  # the initial weights, not only the batches, must follow the seed
         net = build_model(s.architecture, split.train.input_shape, split.train.num_outputs, **s.model_kwargs)
         result = fit(net, split.train, recipe)
         return result.model, {"train_seconds": result.seconds, "steps": result.steps}
