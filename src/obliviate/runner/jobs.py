@@ -138,7 +138,9 @@ def run_method(job: Job) -> dict:
     result = unlearn(original, task, entry.name, seed=job.seed, **entry.config)
     models = {"original": original, "retrain": retrained, entry.key: result.model}
     logs = {"retrain": RunLog(**retrain_card["run"]), entry.key: result.log}
-    report = evaluate(task, models, logs=logs, metrics=s.metrics, seed=job.seed, options=s.metric_options)
+    options = {**s.metric_options}
+    options["lira"] = {"recipe": s.recipe.model_dump(mode="json"), **options.get("lira", {})}  # shadows: same recipe
+    report = evaluate(task, models, logs=logs, metrics=s.metrics, seed=job.seed, options=options)
     record = {
         "key": job.key,
         "scenario": job.scenario,
