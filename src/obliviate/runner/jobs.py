@@ -17,7 +17,7 @@ from torch import nn
 
 from obliviate.data import DataSplit, load_data
 from obliviate.evaluation import evaluate
-from obliviate.forget import UnlearningTask
+from obliviate.forget import ForgetSpec, UnlearningTask
 from obliviate.methods import RunLog, unlearn
 from obliviate.models import build_model
 from obliviate.runner.cache import ModelCache
@@ -65,7 +65,13 @@ def _split(data: str, kind: str, target: str | None, seed: int) -> DataSplit:
 
 def _task(job: Job) -> UnlearningTask:
     s = job.suite
-    return UnlearningTask.build(_split(s.data, s.kind, s.target, s.split_seed), job._scenario().spec)
+    return _cached_task(s.data, s.kind, s.target, s.split_seed, job._scenario().spec.model_dump_json())
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_task(data: str, kind: str, target: str | None, split_seed: int, spec_json: str) -> UnlearningTask:
+    """One task object per scenario in a process, so per-task caches (LiRA's shadows) are shared."""
+    return UnlearningTask.build(_split(data, kind, target, split_seed), ForgetSpec.model_validate_json(spec_json))
 
 
 def _original(job: Job) -> tuple[nn.Module, dict]:

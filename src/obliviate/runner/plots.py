@@ -49,7 +49,7 @@ def per_class_accuracy(results: dict, scenario: str) -> str | None:
     ax.set_xlabel("class")
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 105)
-    ax.set_title(f"{scenario}: per-class test accuracy before (original) and after unlearning")
+    ax.set_title(f"{scenario}: per-class test accuracy, original and after unlearning (first seed)")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return to_base64_png(fig)
 
