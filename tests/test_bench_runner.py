@@ -122,16 +122,18 @@ class InterruptedExecutor(SerialExecutor):
 
 
 def test_interrupted_run_resumes_where_it_stopped(serial_run):
+    suite = Suite.model_validate({**SUITE, "methods": SUITE["methods"][1:]})  # one method x two seeds
     out = serial_run["root"] / "interrupted"
     before = cache_state(serial_run["cache"])
     with pytest.raises(Interrupt):
-        run_suite(serial_run["suite"], out, executor=InterruptedExecutor(after=1), cache_dir=serial_run["cache"])
+        run_suite(suite, out, executor=InterruptedExecutor(after=1), cache_dir=serial_run["cache"])
     assert len(list((out / "jobs").glob("*.json"))) == 1  # the finished job was saved before the stop
-    run = run_suite(serial_run["suite"], out, cache_dir=serial_run["cache"])
-    assert (run.ran, run.reused) == (3, 1)
+    run = run_suite(suite, out, cache_dir=serial_run["cache"])
+    assert (run.ran, run.reused) == (1, 1)
     assert cache_state(serial_run["cache"]) == before  # no reference was trained again
-    first = json.loads((serial_run["out"] / "results.json").read_text())
-    assert metrics_by_job(run.results) == metrics_by_job(first)  # seeded runs repeat exactly
+    first = metrics_by_job(json.loads((serial_run["out"] / "results.json").read_text()))
+    resumed = metrics_by_job(run.results)
+    assert resumed == {k: v for k, v in first.items() if k in resumed}  # seeded runs repeat exactly
 
 
 class ImageCollector(HTMLParser):
