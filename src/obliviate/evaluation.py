@@ -112,12 +112,14 @@ def evaluate(
     metrics: list[str] | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    options: dict[str, dict] | None = None,
 ) -> Report:
     """Evaluate ``models`` on ``task``; gaps and speed-ups are taken against ``reference``.
 
     ``metrics`` names the metrics to compute (default: every default metric that applies to
     the task kind). ``logs`` (from ``unlearn``) supply wall time and steps; the speed-up is
     the reference's time divided by each model's, so both must come from the same run.
+    ``options`` passes settings to metrics by name (e.g. ``{"lira": {"shadow_models": 16}}``).
     """
     if reference is not None and reference not in models:
         raise KeyError(f"reference {reference!r} is not among the models {list(models)}")
@@ -142,6 +144,7 @@ def evaluate(
             reference_model=models.get(reference) if reference else None,
             seed=seed,
             device=torch.device(device),
+            options=options or {},
         )
         values: dict[str, float] = {}
         for info in selected:

@@ -31,6 +31,8 @@ class MetricContext:
     reference_model: nn.Module | None = None
     seed: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    options: dict[str, dict] = field(default_factory=dict)
+    """Per-metric settings by metric name, e.g. ``{"lira": {"shadow_models": 16}}``."""
 
     def labels(self, view: str) -> Tensor:
         return getattr(self.task, view).y

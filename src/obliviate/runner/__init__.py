@@ -1,0 +1,1 @@
+"""Benchmark suites: scenarios x methods x seeds, cached references, executors and reports."""
