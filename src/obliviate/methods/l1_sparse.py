@@ -16,13 +16,15 @@ from obliviate.training import make_optimizer, task_loss
 class L1SparseConfig(MethodConfig):
     """The paper's linearly decaying l1 weight (gamma -> 0 over the run) on the sum of |w|,
     with SGD. Its gamma 5e-4 leaves a digits class at 99% (the run is then plain
-    fine-tuning), so the default is 1e-2 (5 epochs at SGD 0.02, the finetune recipe)."""
+    fine-tuning); gamma 1e-2 over 5 epochs forgets but costs ~11 points of retained accuracy,
+    so the default is gamma 7e-3 over 8 epochs at SGD 0.02 (the late, penalty-free epochs
+    restore retained accuracy). It therefore costs most of a retraining."""
 
-    epochs: int = Field(5, ge=1)
+    epochs: int = Field(8, ge=1)
     lr: float = Field(0.02, gt=0)
     optimizer: Literal["sgd", "adam"] = "sgd"
     batch_size: int = Field(64, ge=1)
-    gamma: float = Field(1e-2, ge=0, description="initial weight of the l1 norm of all weights")
+    gamma: float = Field(7e-3, ge=0, description="initial weight of the l1 norm of all weights")
 
 
 @register
