@@ -62,6 +62,7 @@ def scenario_task(data: str, scenario: str, seed: int) -> UnlearningTask:
 def train_original(task: UnlearningTask, data: str, seed: int, model_name: str, width: int):
     """The original model and its recipe; class and random forgetting share one per seed."""
     recipe = RECIPES.get(data, RECIPES["mnist5k"]).model_copy(update={"seed": seed})
+    torch.manual_seed(seed)  # fit seeds the shuffling, not the initial weights
     model = build_model(model_name, task.input_shape, task.num_outputs, width=width)
     return fit(model, task.train, recipe).model, recipe
 
