@@ -27,7 +27,9 @@ class AmnesiacConfig(MethodConfig):
 
 @register
 class Amnesiac(Method):
-    """Give every forget row one random wrong label, mix those rows into the retain set and
+    """Relabel forget rows once with wrong labels, mix them into the retain set, fine-tune.
+
+    Give every forget row one random wrong label, mix those rows into the retain set and
     fine-tune on the mixture. Reads the forget and retain sets."""
 
     name = "amnesiac"

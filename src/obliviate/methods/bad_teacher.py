@@ -27,7 +27,9 @@ class BadTeacherConfig(MethodConfig):
 
 @register
 class BadTeacher(Method):
-    """Student (a copy of the model) matches a randomly initialised teacher on forget rows and
+    """Distil from the original on retain rows and from a random-init teacher on forget rows.
+
+    Student (a copy of the model) matches a randomly initialised teacher on forget rows and
     the original model on a random share of retain rows (KL on softened outputs, no labels).
     Reads the forget set and the retain set (only a sample of it is used)."""
 

@@ -45,7 +45,9 @@ def nearest_wrong_class(model: nn.Module, X: Tensor, y: Tensor, cfg: BoundaryShr
 
 @register
 class BoundaryShrink(Method):
-    """Find each forget row's nearest wrong class with a bounded adversarial attack on the
+    """Relabel forget rows with their adversarially nearest wrong class and fine-tune on them.
+
+    Find each forget row's nearest wrong class with a bounded adversarial attack on the
     original model, then fine-tune on the forget rows relabelled with those classes.
     Reads only the forget set. Defined for whole classes: relabelling a sub-class into its
     nearest other super-class also drags the sibling sub-classes along (retained accuracy

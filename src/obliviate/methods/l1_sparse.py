@@ -29,7 +29,9 @@ class L1SparseConfig(MethodConfig):
 
 @register
 class L1Sparse(Method):
-    """Fine-tune on the retain set while an l1 penalty on all weights, decaying linearly to
+    """Fine-tune on the retain set with a linearly decaying l1 penalty on the weights.
+
+    Fine-tune on the retain set while an l1 penalty on all weights, decaying linearly to
     zero, prunes what the retain set does not need. Reads only the retain set."""
 
     name = "l1_sparse"

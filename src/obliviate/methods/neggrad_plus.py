@@ -32,7 +32,9 @@ class NegGradPlusConfig(MethodConfig):
 
 @register
 class NegGradPlus(Method):
-    """Epochs over the retain set; each retain batch (descended) is paired with a random
+    """Descend the loss on retain rows while ascending it (capped) on forget rows.
+
+    Epochs over the retain set; each retain batch (descended) is paired with a random
     forget batch whose loss is ascended up to a cap. Reads the forget and retain sets."""
 
     name = "neggrad_plus"

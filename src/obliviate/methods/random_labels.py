@@ -26,7 +26,9 @@ class RandomLabelsConfig(MethodConfig):
 
 @register
 class RandomLabels(Method):
-    """Fine-tune on forget rows with freshly drawn random wrong labels, each batch paired with
+    """Train forget rows towards fresh random wrong labels while rehearsing retain rows.
+
+    Fine-tune on forget rows with freshly drawn random wrong labels, each batch paired with
     a random retain batch that keeps its true labels. Reads the forget and retain sets."""
 
     name = "random_labels"

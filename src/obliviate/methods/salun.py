@@ -39,7 +39,9 @@ def saliency_masks(grads: dict[str, Tensor], fraction: float) -> dict[str, Tenso
 
 @register
 class Salun(Method):
-    """Find the weights whose forget-loss gradient is largest, then run random-label training
+    """Random-label unlearning restricted to the weights most salient to the forget loss.
+
+    Find the weights whose forget-loss gradient is largest, then run random-label training
     (forget rows with random wrong labels plus retain rows) that updates only those weights.
     Reads the forget and retain sets."""
 

@@ -34,7 +34,9 @@ class ScrubConfig(MethodConfig):
 
 @register
 class Scrub(Method):
-    """Alternate max passes (maximise KL to the original model on forget rows) with min passes
+    """Move away from the original on forget rows (max KL), stay close on retain rows (min KL + CE).
+
+    Alternate max passes (maximise KL to the original model on forget rows) with min passes
     (minimise KL plus cross-entropy on retain rows). Reads the forget and retain sets."""
 
     name = "scrub"

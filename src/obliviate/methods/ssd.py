@@ -24,7 +24,9 @@ class SsdConfig(MethodConfig):
 
 @register
 class Ssd(Method):
-    """Estimate each weight's importance (diagonal Fisher) on the forget set and on the full
+    """Dampen weights far more important (diagonal Fisher) to the forget set than to all data; no training.
+
+    Estimate each weight's importance (diagonal Fisher) on the forget set and on the full
     training set, and dampen the weights far more important to the forget set. No training
     steps. Reads the forget set and the full training set."""
 

@@ -44,7 +44,9 @@ def sample_per_class(data: Dataset, per_class: int, generator: torch.Generator) 
 
 @register
 class Unsir(Method):
-    """Learn noise that maximises the loss of each forgotten class, train on it mixed with a
+    """Error-maximising noise per forgotten class, impair on it, repair on a retain sample; never reads Df.
+
+    Learn noise that maximises the loss of each forgotten class, train on it mixed with a
     small retain sample (impair), then on the retain sample alone (repair). Reads only a
     per-class sample of the retain set; never the forget set."""
 
