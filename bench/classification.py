@@ -44,7 +44,7 @@ DIGIT_GROUPS = [[0, 6, 8, 9], [1, 4, 7], [2, 3, 5]]
 """Super-classes for sub-class forgetting: loops, strokes, curves; forget digit 3 of group 2."""
 RECIPES = {
     "digits": TrainConfig(optimizer="adam", lr=2e-3, epochs=12, batch_size=64),
-    "mnist5k": TrainConfig(optimizer="adam", lr=1e-3, epochs=12, batch_size=64),
+    "mnist5k": TrainConfig(optimizer="adam", lr=3e-3, epochs=12, batch_size=64),
 }
 COLUMNS = ("forget_acc", "retain_acc", "test_acc", "mia_entropy")
 
