@@ -1,0 +1,44 @@
+"""Learned noise inputs: error-maximising (UNSIR) and error-minimising (zero-shot methods)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from obliviate.blocks.batchnorm import frozen_batchnorm
+
+
+def learn_noise(
+    model: nn.Module,
+    labels: Tensor,
+    input_shape: tuple[int, ...],
+    *,
+    maximise: bool = True,
+    steps: int = 40,
+    lr: float = 0.1,
+    l2: float = 0.1,
+    generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu",
+) -> Tensor:
+    """One noise input per entry of ``labels``, optimised against the frozen ``model``.
+
+    Minimises ``s * CE(model(N), labels) + l2 * mean_i ||N_i||^2`` with Adam, where ``s`` is -1
+    for error-maximising noise (inputs the model finds most unlike their class) and +1 for
+    error-minimising noise. The model's weights and BatchNorm statistics are left untouched:
+    only the noise receives gradients, and BatchNorm runs on its running statistics.
+    """
+    labels = labels.to(device)
+    noise = torch.randn((len(labels), *input_shape), generator=generator).to(device).requires_grad_(True)
+    opt = torch.optim.Adam([noise], lr=lr)
+    sign = -1.0 if maximise else 1.0
+    was_training = model.training
+    model.eval()
+    with frozen_batchnorm(model):
+        for _ in range(steps):
+            loss = sign * F.cross_entropy(model(noise), labels) + l2 * noise.pow(2).flatten(1).sum(1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward(inputs=[noise])
+            opt.step()
+    model.train(was_training)
+    return noise.detach()

@@ -1,0 +1,63 @@
+"""Random wrong labels for relabelling methods (amnesiac, random labels, SalUn)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from obliviate.data import Dataset
+from obliviate.training import make_optimizer
+
+if TYPE_CHECKING:
+    from obliviate.methods.base import RunContext
+
+
+def random_wrong_labels(y: Tensor, num_classes: int, generator: torch.Generator | None = None) -> Tensor:
+    """A label drawn uniformly from the classes other than ``y``'s, for every row."""
+    if num_classes < 2:
+        raise ValueError("relabelling needs at least two classes")
+    shift = torch.randint(1, num_classes, y.shape, generator=generator).to(y.device)
+    return (y + shift) % num_classes
+
+
+def relabel_epochs(epochs: int | None, scenario: str) -> int:
+    """Epochs over the forget rows: as configured, else 2 for whole classes and 1 otherwise
+    (rows that share their class with retained rows are over-forgotten by a second epoch)."""
+    if epochs is not None:
+        return epochs
+    return 2 if scenario == "class" else 1
+
+
+def random_label_training(
+    model: nn.Module,
+    forget: Dataset,
+    retain: Dataset,
+    ctx: RunContext,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    optimizer: str = "sgd",
+    retain_weight: float = 1.0,
+    description: str = "random labels",
+) -> None:
+    """Epochs over the forget rows: each forget batch gets fresh random wrong labels and is
+    paired with an equally large random batch of retain rows that keep their labels.
+
+    Loss = CE(forget, wrong labels) + ``retain_weight`` * CE(retain, labels). The cost scales
+    with the forget set, not the retain set.
+    """
+    num_classes = retain.num_classes
+    Xf, yf = forget.X.to(ctx.device), forget.y.to(ctx.device)
+    Xr, yr = retain.X.to(ctx.device), retain.y.to(ctx.device)
+    opt = make_optimizer(model.parameters(), optimizer, lr)
+
+    def loss(idx: Tensor) -> Tensor:
+        wrong = random_wrong_labels(yf[idx], num_classes, ctx.generator)
+        ridx = torch.randint(0, len(Xr), (len(idx),), generator=ctx.generator).to(ctx.device)
+        return F.cross_entropy(model(Xf[idx]), wrong) + retain_weight * F.cross_entropy(model(Xr[ridx]), yr[ridx])
+
+    ctx.optimize(model, opt, len(Xf), batch_size, epochs, loss, description)

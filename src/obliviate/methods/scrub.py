@@ -1,0 +1,67 @@
+"""SCRUB (Kurmanji et al. 2023): a student that moves away from the teacher on Df, stays close on Dr."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from obliviate.blocks.distill import frozen, kl_to_teacher
+from obliviate.forget import TaskView
+from obliviate.methods.base import Method, MethodConfig, RunContext, register
+from obliviate.training import make_optimizer
+
+
+class ScrubConfig(MethodConfig):
+    """Paper: T=4, min-step loss = alpha * KL + gamma * CE with gamma 0.99, a few max epochs
+    followed by min-only epochs. Tuned on digits: Adam 1e-3, alpha 1, and a single epoch
+    (one max pass, one min pass): it already matches retraining on a forgotten class, and
+    extra min-only epochs let the teacher's soft labels on retain rows teach the class back
+    (forget accuracy 0% -> 90% after a second epoch)."""
+
+    epochs: int = Field(1, ge=1, description="total epochs; each has a min pass over Dr")
+    max_epochs: int = Field(1, ge=0, description="epochs (the first ones) that also have a max pass over Df")
+    lr: float = Field(1e-3, gt=0)
+    optimizer: Literal["sgd", "adam"] = "adam"
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(1.0, ge=0, description="weight of KL to the teacher in the min step")
+    gamma: float = Field(0.99, ge=0, description="weight of the task loss in the min step")
+    batch_size: int = Field(64, ge=1)
+    forget_batch_size: int = Field(32, ge=1)
+
+
+@register
+class Scrub(Method):
+    """Move away from the original on forget rows (max KL), stay close on retain rows (min KL + CE).
+
+    Alternate max passes (maximise KL to the original model on forget rows) with min passes
+    (minimise KL plus cross-entropy on retain rows). Reads the forget and retain sets."""
+
+    name = "scrub"
+    config_class = ScrubConfig
+    needs = frozenset({"forget", "retain"})
+    kinds = frozenset({"classification"})
+    scenarios = frozenset({"class", "subclass", "random"})
+
+    def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
+        cfg = self.config
+        teacher = frozen(model)
+        T = cfg.temperature
+        Xf = data.forget.X.to(ctx.device)
+        Xr, yr = data.retain.X.to(ctx.device), data.retain.y.to(ctx.device)
+        opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
+
+        def max_loss(idx: Tensor) -> Tensor:
+            return -kl_to_teacher(model(Xf[idx]), teacher(Xf[idx]), T)
+
+        def min_loss(idx: Tensor) -> Tensor:
+            out = model(Xr[idx])
+            return cfg.alpha * kl_to_teacher(out, teacher(Xr[idx]), T) + cfg.gamma * F.cross_entropy(out, yr[idx])
+
+        for epoch in range(cfg.epochs):
+            if epoch < cfg.max_epochs:
+                ctx.optimize(model, opt, len(Xf), cfg.forget_batch_size, 1, max_loss, "scrub max")
+            ctx.optimize(model, opt, len(Xr), cfg.batch_size, 1, min_loss, "scrub min")
+        return model
