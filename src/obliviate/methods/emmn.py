@@ -1,0 +1,72 @@
+"""Zero-shot EMMN (Chundawat et al. 2023): impair and repair on noise learned from the model alone."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from obliviate.forget import TaskView
+from obliviate.methods.base import Method, MethodConfig, RunContext, register
+from obliviate.synthesis import class_labels, class_noise
+from obliviate.training import make_optimizer, task_loss
+
+
+class EMMNConfig(MethodConfig):
+    """Noise is learned as in UNSIR (Adam lr 0.1, L2 weight 0.1). ``freeze_bn`` keeps BatchNorm in
+    eval mode while impairing and repairing: training on noise in train mode would overwrite the
+    running statistics of real data with those of noise and wreck every class, not just the
+    forgotten one."""
+
+    noise_per_class: int = Field(64, ge=1, description="noise inputs learned for every class")
+    noise_steps: int = Field(50, ge=1)
+    noise_lr: float = Field(0.1, gt=0)
+    noise_l2: float = Field(0.1, ge=0)
+    optimizer: Literal["sgd", "adam"] = "adam"
+    impair_lr: float = Field(1e-3, gt=0)
+    impair_epochs: int = Field(1, ge=1)
+    repair_lr: float = Field(5e-4, gt=0)
+    repair_epochs: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=1)
+    freeze_bn: bool = True
+
+
+@register
+class EMMN(Method):
+    """Zero-shot: impair on error-maximising noise for forget classes mixed with error-minimising
+    noise for retained classes, then repair on the retained-class noise; reads no data at all."""
+
+    name = "emmn"
+    config_class = EMMNConfig
+    needs = frozenset()
+    kinds = frozenset({"classification"})
+    scenarios = frozenset({"class"})
+
+    def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
+        cfg = self.config
+        forget = data.forget_classes
+        retained = [c for c in range(data.num_classes) if c not in forget]
+        noise = dict(steps=cfg.noise_steps, lr=cfg.noise_lr, l2=cfg.noise_l2, generator=ctx.generator)
+        y_max = class_labels(forget, cfg.noise_per_class, ctx.device)
+        y_min = class_labels(retained, cfg.noise_per_class, ctx.device)
+        X_max = class_noise(model, y_max, data.input_shape, maximise=True, **noise)
+        X_min = class_noise(model, y_min, data.input_shape, maximise=False, **noise)
+        X_mix, y_mix = torch.cat([X_max, X_min]), torch.cat([y_max, y_min])
+        loss_fn = task_loss(data.kind)
+
+        def train_on(X: torch.Tensor, y: torch.Tensor, lr: float, epochs: int, stage: str) -> None:
+            opt = make_optimizer(model.parameters(), cfg.optimizer, lr)
+
+            def loss(idx: torch.Tensor) -> torch.Tensor:
+                if cfg.freeze_bn:
+                    model.eval()  # ctx.optimize switches to train mode; keep the real-data statistics
+                return loss_fn(model(X[idx]), y[idx])
+
+            ctx.optimize(model, opt, len(X), cfg.batch_size, epochs, loss, f"emmn {stage}")
+
+        train_on(X_mix, y_mix, cfg.impair_lr, cfg.impair_epochs, "impair")
+        train_on(X_min, y_min, cfg.repair_lr, cfg.repair_epochs, "repair")
+        return model
+
