@@ -10,25 +10,35 @@ from torch import nn
 
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
-from obliviate.synthesis import class_labels, class_noise
+from obliviate.synthesis import class_labels, class_noise, invert_classes
 from obliviate.training import make_optimizer, task_loss
 
 
 class EMMNConfig(MethodConfig):
-    """Noise is learned as in UNSIR (Adam lr 0.1, L2 weight 0.1). ``freeze_bn`` keeps BatchNorm in
-    eval mode while impairing and repairing: training on noise in train mode would overwrite the
-    running statistics of real data with those of noise and wreck every class, not just the
-    forgotten one."""
+    """Error-maximising noise is learned as in UNSIR (Adam lr 0.1, 50 steps, L2 penalty; weight 0.3
+    here, as 0.1 gave noise so extreme that impairing on it wrecked every class on digits).
+
+    The paper's error-minimising noise for retained classes is pure noise; repairing on it kept
+    only 28-87% retained accuracy on digits depending on the original model's initialisation.
+    With ``bn_prior`` > 0 (the default) that noise also matches the BatchNorm running statistics
+    (``obliviate.synthesis.invert_classes``), which makes it a far better stand-in for retained
+    data: 81-87% over the same three models, forget accuracy 0. Set ``bn_prior=0`` for the
+    paper's version. Impair and repair use plain SGD (Adam at 1e-3 collapsed the model onto one
+    or two classes). ``freeze_bn`` keeps BatchNorm in eval mode while impairing and repairing:
+    training on noise in train mode overwrites the running statistics of real data with those
+    of noise and wrecks every class, not just the forgotten one.
+    """
 
     noise_per_class: int = Field(64, ge=1, description="noise inputs learned for every class")
     noise_steps: int = Field(50, ge=1)
     noise_lr: float = Field(0.1, gt=0)
-    noise_l2: float = Field(0.1, ge=0)
-    optimizer: Literal["sgd", "adam"] = "adam"
-    impair_lr: float = Field(1e-3, gt=0)
+    noise_l2: float = Field(0.3, ge=0)
+    bn_prior: float = Field(1.0, ge=0, description="BatchNorm-statistics weight for retained-class noise (0: none)")
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    impair_lr: float = Field(1e-2, gt=0)
     impair_epochs: int = Field(1, ge=1)
-    repair_lr: float = Field(5e-4, gt=0)
-    repair_epochs: int = Field(1, ge=1)
+    repair_lr: float = Field(3e-3, gt=0)
+    repair_epochs: int = Field(5, ge=1)
     batch_size: int = Field(64, ge=1)
     freeze_bn: bool = True
 
@@ -52,7 +62,13 @@ class EMMN(Method):
         y_max = class_labels(forget, cfg.noise_per_class, ctx.device)
         y_min = class_labels(retained, cfg.noise_per_class, ctx.device)
         X_max = class_noise(model, y_max, data.input_shape, maximise=True, **noise)
-        X_min = class_noise(model, y_min, data.input_shape, maximise=False, **noise)
+        if cfg.bn_prior > 0:
+            X_min = invert_classes(
+                model, y_min, data.input_shape, steps=cfg.noise_steps, lr=cfg.noise_lr, bn_weight=cfg.bn_prior,
+                generator=ctx.generator,
+            )
+        else:
+            X_min = class_noise(model, y_min, data.input_shape, maximise=False, **noise)
         X_mix, y_mix = torch.cat([X_max, X_min]), torch.cat([y_max, y_min])
         loss_fn = task_loss(data.kind)
 

@@ -186,12 +186,13 @@ def gated_knowledge_transfer(
     def check(iteration: int, gated_fraction: float) -> bool:
         nonlocal best_score, best_state, best_iteration, stale
         record = {"iteration": iteration, "gated_fraction": gated_fraction, **score(student)}
-        record.update((on_check(iteration, student) or {}) if on_check else {})
-        history.append(record)
         if record["score"] > best_score:
             best_score, best_state, best_iteration, stale = record["score"], copy.deepcopy(student.state_dict()), iteration, 0
         else:
             stale += 1
+        if on_check is not None:  # after the snapshot, so a callback cannot alter the kept checkpoint
+            record.update(on_check(iteration, student) or {})
+        history.append(record)
         return cfg.patience is not None and stale >= cfg.patience
 
     with frozen(teacher), ActivationRecorder(teacher, layers) as t_rec, ActivationRecorder(student, layers) as s_rec:
