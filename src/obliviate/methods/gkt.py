@@ -123,7 +123,8 @@ class ProbeScore:
     behaviour by generalisation. So every ``check_every`` iterations the student is scored on
     DeepInversion probes of the teacher (``obliviate.synthesis.invert_classes``): retained-class
     probes measure how well it agrees with the teacher where it should, forget-class probes
-    measure how much forget-class probability it has regained. Score = agreement on retained
+    measure how much forget-class probability it has regained. Score = agreement (student's class
+    = the probe's class, over the probes the teacher itself classifies correctly) on retained
     probes - ``forget_weight`` * mean forget-class probability on forget probes; the best
     checkpoint by score is kept. No real row is read.
     """
@@ -135,14 +136,16 @@ class ProbeScore:
         is_forget = torch.isin(labels, torch.as_tensor(forget, device=ctx.device))
         self.forget = list(forget)
         self.weight = cfg.forget_weight
-        self.X_retained, self.X_forget = X[~is_forget], X[is_forget]
         with frozen(teacher), torch.no_grad():
-            self.teacher_pred = teacher(self.X_retained).argmax(1)
+            confirmed = teacher(X).argmax(1) == labels
+        # retained probes the teacher does not put in their own class (failed inversions) are left out
+        retained = ~is_forget & confirmed if (~is_forget & confirmed).any() else ~is_forget
+        self.X_retained, self.labels, self.X_forget = X[retained], labels[retained], X[is_forget]
 
     @torch.no_grad()
     def __call__(self, student: nn.Module) -> dict[str, float]:
         with frozen(student):
-            agreement = float((student(self.X_retained).argmax(1) == self.teacher_pred).float().mean())
+            agreement = float((student(self.X_retained).argmax(1) == self.labels).float().mean())
             forget_prob = float(student(self.X_forget).softmax(1)[:, self.forget].sum(1).mean())
         return {"agreement": agreement, "forget_prob": forget_prob, "score": agreement - self.weight * forget_prob}
 
@@ -225,8 +228,9 @@ def gated_knowledge_transfer(
                     loss_s.backward()
                     opt_s.step()
                     ctx.steps += 1
-                for s in sched:
-                    s.step()
+                for opt, sch in zip((opt_g, opt_s), sched, strict=True):
+                    if opt.state:  # an optimiser whose every batch was gated out has not stepped yet
+                        sch.step()
                 bar.advance()
                 last = iteration == cfg.iterations
                 if (iteration % cfg.check_every == 0 or last) and check(

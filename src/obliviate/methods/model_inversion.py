@@ -52,36 +52,50 @@ class ModelInversion(Method):
         cfg = self.config
         retained = [c for c in range(data.num_classes) if c not in data.forget_classes]
         labels = class_labels(retained, cfg.per_class, ctx.device)
-        X = invert_classes(
-            model,
-            labels,
-            data.input_shape,
-            steps=cfg.steps,
-            lr=cfg.synthesis_lr,
-            bn_weight=cfg.bn_weight,
-            tv_weight=cfg.tv_weight,
-            batch_size=cfg.synthesis_batch,
-            generator=ctx.generator,
-        )
+        X = synthesise(model, labels, data.input_shape, cfg, ctx.generator)
         if cfg.keep < 1:
             rows = confident_rows(model, X, labels, cfg.keep)
             X, labels = X[rows], labels[rows]
-        targets = self._soft_targets(model, X, data.forget_classes, cfg.temperature)
-        student = fresh_copy(model, seed=ctx.seed).to(ctx.device) if cfg.student == "fresh" else model
-        opt = make_optimizer(student.parameters(), cfg.optimizer, cfg.lr)
-        T = cfg.temperature
+        return distil_retained(model, X, data.forget_classes, cfg, ctx)
 
-        def loss(idx: Tensor) -> Tensor:  # soft-target cross-entropy = KL to the teacher + a constant
-            return F.cross_entropy(student(X[idx]) / T, targets[idx]) * T * T
 
-        ctx.optimize(student, opt, len(X), cfg.batch_size, cfg.epochs, loss, "model inversion distil")
-        return student
+def synthesise(
+    teacher: nn.Module, labels: Tensor, input_shape: tuple[int, ...], cfg: ModelInversionConfig, generator=None
+) -> Tensor:
+    """DeepInversion inputs for ``labels`` with the config's synthesis settings."""
+    return invert_classes(
+        teacher,
+        labels,
+        input_shape,
+        steps=cfg.steps,
+        lr=cfg.synthesis_lr,
+        bn_weight=cfg.bn_weight,
+        tv_weight=cfg.tv_weight,
+        batch_size=cfg.synthesis_batch,
+        generator=generator,
+    )
 
-    @staticmethod
-    @torch.no_grad()
-    def _soft_targets(teacher: nn.Module, X: Tensor, forget: list[int], temperature: float) -> Tensor:
-        """Teacher probabilities at ``temperature`` over the retained classes only (forget classes get 0)."""
-        with frozen(teacher):
-            logits = torch.cat([teacher(X[i : i + 1024]) for i in range(0, len(X), 1024)])
-        logits[:, forget] = -torch.inf
-        return (logits / temperature).softmax(1)
+
+def distil_retained(
+    teacher: nn.Module, X: Tensor, forget: list[int], cfg: ModelInversionConfig, ctx: RunContext
+) -> nn.Module:
+    """Train the student on ``X`` against the teacher's outputs with the forget classes masked out."""
+    targets = _soft_targets(teacher, X, forget, cfg.temperature)
+    student = fresh_copy(teacher, seed=ctx.seed).to(ctx.device) if cfg.student == "fresh" else teacher
+    opt = make_optimizer(student.parameters(), cfg.optimizer, cfg.lr)
+    T = cfg.temperature
+
+    def loss(idx: Tensor) -> Tensor:  # soft-target cross-entropy = KL to the teacher + a constant
+        return F.cross_entropy(student(X[idx]) / T, targets[idx]) * T * T
+
+    ctx.optimize(student, opt, len(X), cfg.batch_size, cfg.epochs, loss, "model inversion distil")
+    return student
+
+
+@torch.no_grad()
+def _soft_targets(teacher: nn.Module, X: Tensor, forget: list[int], temperature: float) -> Tensor:
+    """Teacher probabilities at ``temperature`` over the retained classes only (forget classes get 0)."""
+    with frozen(teacher):
+        logits = torch.cat([teacher(X[i : i + 1024]) for i in range(0, len(X), 1024)])
+    logits[:, forget] = -torch.inf
+    return (logits / temperature).softmax(1)
