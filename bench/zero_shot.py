@@ -15,6 +15,7 @@ with ``--seeds`` different seeds, so the spread is that of the zero-shot methods
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -25,7 +26,7 @@ import torch
 from obliviate.data import load_data
 from obliviate.evaluation import evaluate
 from obliviate.forget import ForgetSpec, UnlearningTask
-from obliviate.methods import RunContext, RunLog, make_config, unlearn
+from obliviate.methods import RunContext, RunLog, UnlearningResult, make_config, unlearn
 from obliviate.methods.gkt import gated_knowledge_transfer
 from obliviate.methods.model_inversion import distil_retained, synthesise
 from obliviate.models import build_model
@@ -66,7 +67,10 @@ def gkt_with_curve(original, task, config: dict, seed: int):
     def on_check(iteration, student):
         nonlocal spent
         start = time.perf_counter()
-        record = {"forget_test": accuracy(student, task.forget_test), "retain_test": accuracy(student, task.retain_test)}
+        record = {
+            "forget_test": accuracy(student, task.forget_test),
+            "retain_test": accuracy(student, task.retain_test),
+        }
         spent += time.perf_counter() - start
         return record
 
@@ -107,6 +111,34 @@ def inversion_sweep(original, task, config: dict, sizes: list[int], seed: int) -
     return rows
 
 
+def train_pair(args, split, task, recipe):
+    """The original and the retrained reference, cached in ``--out`` so reruns skip training."""
+    model = build_model("allcnn", split.train.input_shape, split.train.num_outputs, width=args.width)
+    path = args.out / f"models_w{args.width}_e{args.epochs}_c{args.forget_class}.pt"
+    if path.exists():
+        saved = torch.load(path)
+        original, reference = model, copy.deepcopy(model)
+        original.load_state_dict(saved["original"])
+        reference.load_state_dict(saved["retrain"])
+        log = RunLog("retrain", {}, saved["retrain_seconds"], saved["retrain_steps"], 0, ["retain"])
+        print(f"loaded original and retrain from {path}", flush=True)
+        return original.eval(), UnlearningResult(reference.eval(), log)
+    trained = fit(model, split.train, recipe)
+    original = trained.model.eval()
+    retrain = unlearn(original, task, "retrain", recipe=recipe, seed=0)
+    print(f"original trained in {trained.seconds:.1f}s; retrain {retrain.log.seconds:.1f}s", flush=True)
+    torch.save(
+        {
+            "original": original.state_dict(),
+            "retrain": retrain.model.state_dict(),
+            "retrain_seconds": retrain.log.seconds,
+            "retrain_steps": retrain.log.steps,
+        },
+        path,
+    )
+    return original, retrain
+
+
 def fmt(values: list[float], digits: int = 2) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
@@ -120,11 +152,7 @@ def main() -> None:
     split = load_data("mnist5k", seed=0)
     task = UnlearningTask.build(split, ForgetSpec(classes=[args.forget_class]))
     recipe = TrainConfig(optimizer="adam", lr=2e-3, epochs=args.epochs, batch_size=64, seed=0)
-    model = build_model("allcnn", split.train.input_shape, split.train.num_outputs, width=args.width)
-    trained = fit(model, split.train, recipe)
-    original = trained.model.eval()
-    retrain = unlearn(original, task, "retrain", recipe=recipe, seed=0)
-    print(f"original trained in {trained.seconds:.1f}s; retrain {retrain.log.seconds:.1f}s", flush=True)
+    original, retrain = train_pair(args, split, task, recipe)
 
     results: dict[str, list[dict]] = {}
     curve = None
@@ -132,7 +160,11 @@ def main() -> None:
         models = {"original": original, "retrain": retrain.model}
         logs = {"retrain": retrain.log}
         for name, overrides in (("emmn", args.emmn), ("model_inversion", args.inversion)):
-            res = unlearn(original, task, name, seed=seed, **overrides)
+            try:
+                res = unlearn(original, task, name, seed=seed, **overrides)
+            except FloatingPointError as exc:  # reported as a failed run, not hidden
+                print(f"seed {seed} {name}: FAILED ({exc})", flush=True)
+                continue
             models[name], logs[name] = res.model, res.log
             print(f"seed {seed} {name}: {res.log.seconds:.1f}s", flush=True)
         gkt, logs["gkt"] = gkt_with_curve(original, task, args.gkt, seed)
@@ -166,15 +198,26 @@ def write_outputs(args, results: dict[str, list[dict]], curve, sweep: list[dict]
     ain = {name: ", ".join(f"{r['anamnesis_index']:.2f}" for r in runs) for name, runs in results.items()}
     lines += ["", "AIN per seed: " + "; ".join(f"{name}: {values}" for name, values in ain.items())]
     if sweep:
-        lines += ["", "Model inversion: retained accuracy vs synthesised samples per class (seed 0)", "",
-                  "| per class | retain-test % | forget-test % | wall s |", "|---|---|---|---|"]
-        lines += [f"| {r['per_class']} | {r['retain_test']:.2f} | {r['forget_test']:.2f} | {r['seconds']:.1f} |"
-                  for r in sweep]
+        lines += [
+            "",
+            "Model inversion: retained accuracy vs synthesised samples per class (seed 0)",
+            "",
+            "| per class | retain-test % | forget-test % | wall s |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['per_class']} | {r['retain_test']:.2f} | {r['forget_test']:.2f} | {r['seconds']:.1f} |"
+            for r in sweep
+        ]
     if curve is not None:
-        lines += ["", f"GKT curve (seed 0): real test accuracy at each check; * = checkpoint kept by the data-free "
-                  f"rule (iteration {curve.best_iteration})", "",
-                  "| iteration | forget-test % | retain-test % | probe agreement | probe forget prob | score |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"GKT curve (seed 0): real test accuracy at each check; * = checkpoint kept by the data-free "
+            f"rule (iteration {curve.best_iteration})",
+            "",
+            "| iteration | forget-test % | retain-test % | probe agreement | probe forget prob | score |",
+            "|---|---|---|---|---|---|",
+        ]
         for h in curve.history:
             mark = " *" if h["iteration"] == curve.best_iteration else ""
             lines.append(
@@ -185,8 +228,13 @@ def write_outputs(args, results: dict[str, list[dict]], curve, sweep: list[dict]
     text = "\n".join(lines)
     print(text, flush=True)
     (args.out / "zero_shot.md").write_text(text + "\n")
-    payload = {"results": results, "sweep": sweep, "curve": curve.history if curve else None,
-               "best_iteration": curve.best_iteration if curve else None, "args": {**vars(args), "out": str(args.out)}}
+    payload = {
+        "results": results,
+        "sweep": sweep,
+        "curve": curve.history if curve else None,
+        "best_iteration": curve.best_iteration if curve else None,
+        "args": {**vars(args), "out": str(args.out)},
+    }
     (args.out / "zero_shot.json").write_text(json.dumps(payload, indent=2, default=float))
 
 

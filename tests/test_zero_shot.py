@@ -173,4 +173,3 @@ def test_gkt_checkpoint_rule_stops_before_forget_accuracy_leaks_back(gkt_run):
     assert accuracy(result.student, task.forget_test) <= min(10, last["forget_acc"])
     # the rule saw the leak through its data-free signal, not through the real accuracies
     assert last["forget_prob"] > best["forget_prob"]
-

@@ -159,7 +159,9 @@ def invert_classes(
             for _ in range(steps):
                 bn.take()
                 ce = F.cross_entropy(model(x), y)
-                loss = ce + bn_weight * bn.take() + tv_weight * total_variation(x) + l2 * x.pow(2).flatten(1).sum(1).mean()
+                loss = (
+                    ce + bn_weight * bn.take() + tv_weight * total_variation(x) + l2 * x.pow(2).flatten(1).sum(1).mean()
+                )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -93,7 +93,9 @@ def relearn_steps(
     gen = torch.Generator().manual_seed(seed)
 
     def done() -> bool:
-        return recovered(_performance(predict(student, probe.X, device=device), probe.y, kind), target, kind, settings.alpha)
+        return recovered(
+            _performance(predict(student, probe.X, device=device), probe.y, kind), target, kind, settings.alpha
+        )
 
     steps = 0
     if done():
