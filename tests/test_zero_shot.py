@@ -173,3 +173,13 @@ def test_gkt_checkpoint_rule_stops_before_forget_accuracy_leaks_back(gkt_run):
     assert accuracy(result.student, task.forget_test) <= min(10, last["forget_acc"])
     # the rule saw the leak through its data-free signal, not through the real accuracies
     assert last["forget_prob"] > best["forget_prob"]
+
+
+def test_gkt_patience_stops_at_the_first_check_without_improvement(setting):
+    task, original = setting
+    cfg = GKTConfig(**{**TINY["gkt"], "iterations": 12, "check_every": 1, "patience": 1})
+    ctx = RunContext(device=torch.device("cpu"), seed=0, generator=seed_everything(0))
+    history = gated_knowledge_transfer(original, task.view(frozenset()), cfg, ctx).history
+    scores = [h["score"] for h in history]
+    assert all(a < b for a, b in zip(scores[:-2], scores[1:-1], strict=True))
+    assert history[-1]["iteration"] == cfg.iterations or scores[-1] <= max(scores[:-1])
