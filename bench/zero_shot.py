@@ -176,15 +176,17 @@ def main() -> None:
         for name, res in report.models.items():
             results.setdefault(name, []).append({**res.metrics, "seconds": res.seconds})
         print(json.dumps({k: v[-1] for k, v in results.items()}, default=float), flush=True)
+        write_outputs(args, results, curve, [], quiet=True)  # partial results survive an interrupted run
 
     sweep = inversion_sweep(original, task, args.inversion, args.sweep, seed=0) if args.sweep else []
     write_outputs(args, results, curve, sweep)
 
 
-def write_outputs(args, results: dict[str, list[dict]], curve, sweep: list[dict]) -> None:
+def write_outputs(args, results: dict[str, list[dict]], curve, sweep: list[dict], quiet: bool = False) -> None:
     lines = [
         f"MNIST-5k (4000 train / 1000 test), AllCNN width {args.width}, forget class {args.forget_class}, "
-        f"{args.seeds} unlearning seeds (mean ± std); AIN/relearn: Adam 1e-3, batch 32, <= 300 steps",
+        f"{len(next(iter(results.values())))} unlearning seeds (mean ± std); "
+        "AIN/relearn: Adam 1e-3, batch 32, <= 300 steps",
         "",
         "| method | " + " | ".join(c for c, _ in COLUMNS) + " |",
         "|---" * (len(COLUMNS) + 1) + "|",
@@ -226,7 +228,8 @@ def write_outputs(args, results: dict[str, list[dict]], curve, sweep: list[dict]
             )
         plot_curve(curve, args.out / "gkt_curve.png")
     text = "\n".join(lines)
-    print(text, flush=True)
+    if not quiet:
+        print(text, flush=True)
     (args.out / "zero_shot.md").write_text(text + "\n")
     payload = {
         "results": results,

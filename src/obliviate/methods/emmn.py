@@ -26,7 +26,8 @@ class EMMNConfig(MethodConfig):
     paper's version. Impair and repair use plain SGD (Adam at 1e-3 collapsed the model onto one
     or two classes). The impair rate is the sensitive knob: 5e-3 forgets on digits' SmallCNN
     (3e-3 left 38-57% forget accuracy on two of three models), while on MNIST's AllCNN 1e-2
-    diverged and 3e-3 worked; repair at 3e-3 for 5 epochs collapsed AllCNN, 1e-3 did not. ``freeze_bn`` keeps BatchNorm in eval mode while impairing and repairing:
+    diverged and 3e-3 worked; repair at 3e-3 for 5 epochs collapsed AllCNN, 1e-3 did not.
+    ``freeze_bn`` keeps BatchNorm in eval mode while impairing and repairing:
     training on noise in train mode overwrites the running statistics of real data with those
     of noise and wrecks every class, not just the forgotten one.
     """
@@ -47,8 +48,11 @@ class EMMNConfig(MethodConfig):
 
 @register
 class EMMN(Method):
-    """Zero-shot: impair on error-maximising noise for forget classes mixed with error-minimising
-    noise for retained classes, then repair on the retained-class noise; reads no data at all."""
+    """Zero-shot: impair on error-maximising and -minimising noise, repair on the latter.
+
+    Error-maximising noise stands for the forget classes, error-minimising noise for the
+    retained ones; impair trains on the mixture, repair on the retained-class noise alone.
+    Reads no data at all."""
 
     name = "emmn"
     config_class = EMMNConfig

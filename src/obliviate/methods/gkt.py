@@ -249,8 +249,9 @@ def gated_knowledge_transfer(
 
 @register
 class GKT(Method):
-    """Zero-shot: a fresh student learns from the model through generator samples, minus every
-    sample the model thinks may belong to a forget class; reads no data at all.
+    """Zero-shot: distil a fresh student through generator samples, gated against forget classes.
+
+    Reads no data at all.
 
     A generator is trained to maximise the teacher-student KL, the student to minimise it plus
     ``beta`` times the attention-transfer loss, both on gated samples only (teacher probability

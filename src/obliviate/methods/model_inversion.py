@@ -39,8 +39,11 @@ class ModelInversionConfig(MethodConfig):
 
 @register
 class ModelInversion(Method):
-    """Zero-shot: synthesise retained-class inputs from the model (DeepInversion), optionally keep
-    the low-entropy ones, and distil a student on them; reads no data at all."""
+    """Zero-shot: distil a fresh student on retained-class inputs inverted from the model.
+
+    Inputs are synthesised by DeepInversion (class target + BatchNorm statistics), optionally
+    filtered to the low-entropy ones, and distilled with the forget classes masked out of the
+    teacher's outputs. Reads no data at all."""
 
     name = "model_inversion"
     config_class = ModelInversionConfig
