@@ -55,6 +55,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--inversion", type=json.loads, default={}, help="model-inversion config overrides (JSON)")
     p.add_argument("--sweep", type=int, nargs="*", default=[10, 30, 100, 200], help="samples per class to sweep")
     p.add_argument("--out", type=Path, default=Path("bench/results/zero_shot"))
+    p.add_argument("--curve-only", action="store_true", help="only one GKT run (seed 0) with its curve")
     return p.parse_args()
 
 
@@ -156,10 +157,10 @@ def main() -> None:
 
     results: dict[str, list[dict]] = {}
     curve = None
-    for seed in range(args.seeds):
+    for seed in range(1 if args.curve_only else args.seeds):
         models = {"original": original, "retrain": retrain.model}
         logs = {"retrain": retrain.log}
-        for name, overrides in (("emmn", args.emmn), ("model_inversion", args.inversion)):
+        for name, overrides in () if args.curve_only else (("emmn", args.emmn), ("model_inversion", args.inversion)):
             try:
                 res = unlearn(original, task, name, seed=seed, **overrides)
             except FloatingPointError as exc:  # reported as a failed run, not hidden
@@ -178,7 +179,11 @@ def main() -> None:
         print(json.dumps({k: v[-1] for k, v in results.items()}, default=float), flush=True)
         write_outputs(args, results, curve, [], quiet=True)  # partial results survive an interrupted run
 
-    sweep = inversion_sweep(original, task, args.inversion, args.sweep, seed=0) if args.sweep else []
+    sweep = (
+        inversion_sweep(original, task, args.inversion, args.sweep, seed=0)
+        if args.sweep and not args.curve_only
+        else []
+    )
     write_outputs(args, results, curve, sweep)
 
 
