@@ -101,6 +101,7 @@ class Dataset:
     def subset(self, idx: Tensor | np.ndarray | list[int]) -> Dataset:
         """Rows ``idx`` as a new data set that shares names and metadata."""
         idx = torch.as_tensor(idx, dtype=torch.long)
+
         def pick(values: Tensor | None) -> Tensor | None:
             return values[idx] if values is not None else None
 
