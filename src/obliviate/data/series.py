@@ -2,8 +2,9 @@
 
 Every row keeps the time of its target (``Dataset.times``) and, for several series, the id of
 its series (``Dataset.series``), so a request can forget a time window or a whole series.
-Input windows are standardised per series (the mean and std of the whole series, so a row's
-scale does not depend on the split); targets stay in the series' own units.
+Input windows are standardised with the mean and std of the whole data (all series pooled, so
+levels still tell series apart, and a row's scale does not depend on the split); targets stay in
+the series' own units.
 """
 
 from __future__ import annotations
@@ -40,16 +41,19 @@ class Series:
         object.__setattr__(self, "times", np.asarray(self.times, dtype=np.float64))
 
 
-def make_windows(series: Series, window: int, horizon: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows ``X[i] = values[i : i + window]`` (standardised), ``y[i]`` = the target ``horizon`` steps
-    after the window's end, and ``t[i]`` = that target's time. No copies per row: a strided view."""
+def make_windows(
+    series: Series, window: int, horizon: int = 1, scale: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows ``X[i] = values[i : i + window]`` standardised by ``scale`` = (mean, std) per feature
+    (default: the series' own), ``y[i]`` = the target ``horizon`` steps after the window's end, and
+    ``t[i]`` = that target's time. No copies per row: a strided view."""
     if window < 1 or horizon < 1:
         raise DataError(f"window and horizon must be >= 1, got {window} and {horizon}")
     n = len(series.values) - window - horizon + 1
     if n < 1:
         raise DataError(f"series {series.name!r} has {len(series.values)} steps, too few for window {window}")
-    std = series.values.std(0)
-    scaled = (series.values - series.values.mean(0)) / np.where(std > 0, std, 1.0)
+    mean, std = scale if scale is not None else (series.values.mean(0), series.values.std(0))
+    scaled = (series.values - mean) / np.where(std > 0, std, 1.0)
     X = np.lib.stride_tricks.sliding_window_view(scaled, window, axis=0)[:n].transpose(0, 2, 1)
     last = window + horizon - 1
     return X, series.values[last : last + n, series.target], series.times[last : last + n]
@@ -67,7 +71,8 @@ def windowed_dataset(parts: Sequence[Series], window: int, horizon: int = 1, nam
     widths = {p.values.shape[1] for p in parts}
     if len(widths) != 1:
         raise DataError(f"all series need the same number of features, got {sorted(widths)}")
-    cut = [make_windows(p, window, horizon) for p in parts]
+    pooled = np.concatenate([p.values for p in parts])
+    cut = [make_windows(p, window, horizon, (pooled.mean(0), pooled.std(0))) for p in parts]
     ids = np.concatenate([np.full(len(c[1]), i) for i, c in enumerate(cut)])
     return Dataset(
         torch.tensor(np.concatenate([c[0] for c in cut]), dtype=torch.float32),
@@ -87,7 +92,7 @@ def load_co2(window: int = 52) -> Dataset:
 
     frame = sm.datasets.co2.load_pandas().data["co2"].interpolate(limit_direction="both")
     idx = frame.index
-    years = idx.year + (idx.dayofyear - 1) / np.where(idx.is_leap_year, 366, 365)
+    years = idx.year + (idx.day_of_year - 1) / np.where(idx.is_leap_year, 366, 365)
     parts = [Series("co2", frame.to_numpy(), np.asarray(years))]
     return windowed_dataset(parts, window, name="co2", time_unit="decimal year", target="co2 (ppm)")
 
