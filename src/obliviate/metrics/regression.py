@@ -17,7 +17,7 @@ from obliviate.training import per_example_loss
 
 def predictions(outputs) -> np.ndarray:
     """One prediction per row from cached regression outputs of shape (n,) or (n, 1)."""
-    return outputs.reshape(len(outputs), -1)[:, 0].numpy().astype(np.float64)
+    return (outputs[:, 0] if outputs.ndim > 1 else outputs).numpy().astype(np.float64)
 
 
 @metric(
