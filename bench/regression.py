@@ -46,7 +46,7 @@ SCENARIOS = {
 }
 
 
-def run_seed(scenario: Scenario, seed: int, methods: tuple[str, ...]) -> dict:
+def run_seed(scenario: Scenario, seed: int, methods: tuple[str, ...], overrides: dict[str, dict]) -> dict:
     """Original, retrained reference and every method on one seed; metrics per model."""
     preset = PRESETS[scenario.preset]
     split = load_data(preset.data, seed=seed)
@@ -59,7 +59,7 @@ def run_seed(scenario: Scenario, seed: int, methods: tuple[str, ...]) -> dict:
     original = fit(model, split.train, recipe).model
     models, logs = {"original": original}, {}
     for name in ("retrain", *methods):
-        config = {"recipe": recipe} if name == "retrain" else {}
+        config = {"recipe": recipe} if name == "retrain" else overrides.get(name, {})
         result = unlearn(original, task, name, seed=seed, **config)
         models[name], logs[name] = result.model, result.log
     report = evaluate(task, models, logs=logs, seed=seed, metrics=list(METRICS))
@@ -106,17 +106,25 @@ def main() -> None:
     parser.add_argument("--scenarios", default="wage,elecdemand")
     parser.add_argument("--methods", default=",".join(REGRESSION_METHODS))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], help="METHOD.KEY=VALUE config override (JSON value)")
     parser.add_argument("--json", default=None, help="write every per-seed number here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = tuple(m for m in args.methods.split(",") if m)
     names = ["original", "retrain", *methods]
+    overrides: dict[str, dict] = {}
+    for item in args.set:
+        target, value = item.split("=", 1)
+        method, key = target.split(".", 1)
+        overrides.setdefault(method, {})[key] = json.loads(value)
+    if overrides:
+        print(f"config overrides: {overrides}")
     results = {}
     for key in args.scenarios.split(","):
         scenario = SCENARIOS[key]
         start = time.perf_counter()
-        runs = [run_seed(scenario, seed, methods) for seed in seeds]
+        runs = [run_seed(scenario, seed, methods, overrides) for seed in seeds]
         results[key] = runs
         sizes = runs[0]["_sizes"]
         print(f"\n### {scenario.name}: {scenario.spec.describe()}")
