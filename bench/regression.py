@@ -93,6 +93,7 @@ def pattern(runs: list[dict]) -> str:
     gaps = {
         name: statistics.fmean(abs(run[name]["forget_mae"] - run["retrain"]["forget_mae"]) for run in runs)
         for name in ("original", "finetune", "gaussian_finetune", "blindspot")
+        if name in runs[0]
     }
     return (
         f"W1(blindspot) / W1(finetune) per seed: {per_seed} (mean {statistics.fmean(ratios):.2f})\n"
