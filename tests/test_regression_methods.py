@@ -108,7 +108,9 @@ def test_gradient_ascent_on_regression_stops_at_the_loss_factor(wage):
     task, models = wage
     X, y = task.forget.X, task.forget.y
     start = float(((predict(models["original"], X).squeeze(1) - y) ** 2).mean())
-    result = unlearn(models["original"], task, "gradient_ascent", seed=0, stop_loss_factor=2.0)
+    result = unlearn(
+        models["original"], task, "gradient_ascent", seed=0, epochs=20, batch_size=64, stop_loss_factor=2.0
+    )
     end = float(((predict(result.model, X).squeeze(1) - y) ** 2).mean())
     full = 20 * -(-len(X) // 64)
     assert end >= 2.0 * start
