@@ -32,13 +32,19 @@ def run_demo(
     recipe: TrainConfig = DEMO_RECIPE,
     seed: int = 0,
     progress: bool = False,
+    model_kwargs: dict | None = None,
 ) -> DemoResult:
-    """Train the original, retrain the reference, run ``methods`` and evaluate them all."""
+    """Train the original, retrain the reference, run ``methods`` and evaluate them all.
+
+    ``model_kwargs`` go to ``build_model`` (for example a regression model's target scale).
+    """
     split = load_data(data, seed=seed)
     spec = spec or ForgetSpec(classes=[3])
     task = UnlearningTask.build(split, spec)
     recipe = recipe.model_copy(update={"seed": seed})
-    original = build_model(architecture, split.train.input_shape, split.train.num_outputs, seed=seed)
+    original = build_model(
+        architecture, split.train.input_shape, split.train.num_outputs, seed=seed, **(model_kwargs or {})
+    )
     trained = fit(original, split.train, recipe, progress=progress)
     models: dict[str, nn.Module] = {"original": trained.model}
     logs: dict[str, RunLog] = {}

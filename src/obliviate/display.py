@@ -10,7 +10,7 @@ from obliviate.evaluation import Report
 
 COLUMNS = {
     "classification": ["forget_acc", "retain_acc", "test_acc", "forget_test_acc", "mia_entropy", "mia_loss_cv"],
-    "regression": ["forget_mae", "retain_mae", "test_mae", "forget_test_mae", "mia_loss_cv"],
+    "regression": ["forget_mae", "retain_mae", "test_mae", "forget_test_mae", "wasserstein", "mia_loss", "mia_loss_cv"],
 }
 
 

@@ -21,8 +21,10 @@ class ForgetSpec(BaseModel):
     """A declarative, serialisable description of the training rows to forget.
 
     Exactly one selector is set: ``classes``, ``subclass`` (super-class, sub-class),
-    ``indices``, ``fraction`` (random rows, drawn with ``seed``) or ``target_range``
-    (regression targets in ``[lo, hi]``).
+    ``indices``, ``fraction`` (random rows, drawn with ``seed``), ``target_range``
+    (regression targets in ``[lo, hi]``), ``time_window`` (rows whose target time, from
+    ``Dataset.times``, lies in ``[t0, t1]``) or ``series_ids`` (every row of those series,
+    from ``Dataset.series``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -33,6 +35,8 @@ class ForgetSpec(BaseModel):
     fraction: float | None = Field(default=None, gt=0.0, lt=1.0)
     seed: int = 0
     target_range: tuple[float, float] | None = None
+    time_window: tuple[float, float] | None = None
+    series_ids: list[int] | None = None
 
     @model_validator(mode="after")
     def _one_selector(self) -> ForgetSpec:
@@ -41,19 +45,28 @@ class ForgetSpec(BaseModel):
             raise ValueError(f"set exactly one of {', '.join(self._SELECTORS)}; got {chosen or 'none'}")
         if self.target_range is not None and self.target_range[0] > self.target_range[1]:
             raise ValueError(f"target_range lower bound exceeds upper bound: {self.target_range}")
+        if self.time_window is not None and self.time_window[0] > self.time_window[1]:
+            raise ValueError(f"time_window start is after its end: {self.time_window}")
+        if self.series_ids is not None and len(set(self.series_ids)) != len(self.series_ids):
+            raise ValueError(f"duplicate series ids in {self.series_ids}")
         return self
 
-    _SELECTORS = ("classes", "subclass", "indices", "fraction", "target_range")
+    _SELECTORS = ("classes", "subclass", "indices", "fraction", "target_range", "time_window", "series_ids")
 
     @property
     def scenario(self) -> str:
-        """The kind of forgetting: ``class``, ``subclass``, ``random`` or ``target_range``."""
+        """The kind of forgetting: ``class``, ``subclass``, ``random``, ``target_range``, ``time_window``
+        or ``series``."""
         if self.classes is not None:
             return "class"
         if self.subclass is not None:
             return "subclass"
         if self.target_range is not None:
             return "target_range"
+        if self.time_window is not None:
+            return "time_window"
+        if self.series_ids is not None:
+            return "series"
         return "random"
 
     def describe(self) -> str:
@@ -87,7 +100,21 @@ class ForgetSpec(BaseModel):
                 raise ForgetSpecError("target_range forgetting needs a regression data set")
             lo, hi = self.target_range
             return (data.y >= lo) & (data.y <= hi)
-        raise AssertionError("row masks exist only for class, sub-class and range selectors")
+        if self.time_window is not None:
+            if data.times is None:
+                raise ForgetSpecError("time_window forgetting needs a data set with per-row times (a windowed series)")
+            t0, t1 = self.time_window
+            return (data.times >= t0) & (data.times <= t1)
+        if self.series_ids is not None:
+            if data.series is None:
+                raise ForgetSpecError("series forgetting needs a data set with per-row series ids")
+            names = data.meta.get("series_names")
+            known = set(range(len(names))) if names else set(data.series.unique().tolist())
+            unknown = [s for s in self.series_ids if s not in known]
+            if unknown:
+                raise ForgetSpecError(f"unknown series ids {unknown}; the data has {sorted(known)}")
+            return torch.isin(data.series, torch.tensor(self.series_ids, dtype=torch.long))
+        raise AssertionError("row masks exist only for class, sub-class, range, time-window and series selectors")
 
     def resolve(self, train: Dataset) -> Tensor:
         """Sorted indices of the training rows to forget, validated against ``train``."""
@@ -114,7 +141,8 @@ class ForgetSpec(BaseModel):
         return forget
 
     def test_rows(self, test: Dataset) -> Tensor:
-        """Test rows of the forgotten class / sub-class / range (empty for row-level requests)."""
+        """Test rows of the forgotten class / sub-class / range / time window / series (empty for
+        row-level requests)."""
         if self.indices is not None or self.fraction is not None:
             return torch.zeros(0, dtype=torch.long)
         return torch.nonzero(self._row_mask(test)).flatten()

@@ -57,6 +57,22 @@ def task_loss(kind: str, loss: str = "auto") -> callable:
     raise ValueError(f"unknown loss {loss!r}")
 
 
+def unit_loss(kind: str, y: Tensor, loss: str = "auto") -> callable:
+    """``task_loss``, divided for regression by the variance of the targets ``y``.
+
+    A regression loss in target units (years, ppm) is var(y) times larger than the same fit in
+    standard units, so learning rates chosen for cross-entropy would diverge on it. Methods whose
+    defaults were set on classification use this to stay unit-free.
+    """
+    base = task_loss(kind, loss)
+    if kind == "classification" or len(y) < 2:
+        return base
+    scale = float(y.float().var()) or 1.0
+    if loss == "l1":
+        scale = scale**0.5
+    return lambda out, target: base(out, target) / scale
+
+
 def per_example_loss(outputs: Tensor, y: Tensor, kind: str) -> Tensor:
     """Unreduced loss per row: cross-entropy, or squared error for regression."""
     if kind == "classification":

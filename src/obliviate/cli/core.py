@@ -36,17 +36,25 @@ def demo(
     data: str = typer.Option("digits", help="bundled data set or path"),
     model: str = typer.Option("cnn", help="architecture"),
     forget_class: int = typer.Option(3, "--forget-class", help="class to forget"),
-    methods: str = typer.Option("finetune,gradient_ascent", help="comma-separated methods beside retrain"),
+    methods: str = typer.Option(None, help="comma-separated methods beside retrain [default: the task's own]"),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("report.json"), help="where to write the JSON report"),
+    task: str = typer.Option(
+        "classification", help="classification, regression (Wage, forget ages 18-30) or forecasting (elecdemand)"
+    ),
 ) -> None:
     """Train on bundled data, forget one class with several methods, compare with retraining."""
     from obliviate.demo import run_demo
 
     start = time.perf_counter()
-    result = run_demo(
-        data, model, ForgetSpec(classes=[forget_class]), [m for m in methods.split(",") if m], seed=seed, progress=True
-    )
+    names = [m for m in methods.split(",") if m] if methods else None
+    if task == "classification":
+        spec = ForgetSpec(classes=[forget_class])
+        result = run_demo(data, model, spec, names or ["finetune", "gradient_ascent"], seed=seed, progress=True)
+    else:
+        from obliviate.regression_demo import run_regression_demo
+
+        result = run_regression_demo(task, names, seed=seed, progress=True)
     console.print(report_table(result.report))
     result.report.save(out)
     console.print(

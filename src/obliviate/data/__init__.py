@@ -44,7 +44,7 @@ def load_data(
         return split_dataset(BUNDLED[source](), test_fraction, seed)
     path = Path(source)
     if not path.exists():
-        raise DataError(f"unknown data source {source!r}: not one of {sorted(BUNDLED)} and no such path")
+        raise DataError(f"unknown data source {source!r}: no such path, nor bundled ({', '.join(sorted(BUNDLED))})")
     if path.is_dir():
         if any(path.glob("train-images-idx3-ubyte*")):
             return load_mnist_idx(path)

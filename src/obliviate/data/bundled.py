@@ -6,6 +6,8 @@ import numpy as np
 import torch
 
 from obliviate.data.dataset import Dataset
+from obliviate.data.series import load_arrivals, load_co2, load_elecdemand, load_sunspots
+from obliviate.data.tabular import load_wage
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 
@@ -42,4 +44,13 @@ def load_diabetes() -> Dataset:
     )
 
 
-BUNDLED = {"digits": load_digits, "mnist5k": load_mnist5k, "diabetes": load_diabetes}
+BUNDLED = {
+    "digits": load_digits,
+    "mnist5k": load_mnist5k,
+    "diabetes": load_diabetes,
+    "wage": load_wage,
+    "co2": load_co2,
+    "sunspots": load_sunspots,
+    "elecdemand": load_elecdemand,
+    "arrivals": load_arrivals,
+}

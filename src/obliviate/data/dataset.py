@@ -34,6 +34,8 @@ class Dataset:
     subclass_names: tuple[str, ...] | None = None
     name: str = "data"
     meta: dict = field(default_factory=dict)
+    times: Tensor | None = None
+    series: Tensor | None = None
 
     def __post_init__(self) -> None:
         X = torch.as_tensor(self.X)
@@ -64,6 +66,15 @@ class Dataset:
             if len(sub) != len(y):
                 raise DataError(f"{self.name}: subclasses has {len(sub)} rows but y has {len(y)}")
             object.__setattr__(self, "subclasses", sub)
+        for name, dtype in (("times", torch.float64), ("series", torch.long)):
+            values = getattr(self, name)
+            if values is not None:
+                values = torch.as_tensor(values).to(dtype)
+                if values.shape != y.shape[:1]:
+                    raise DataError(f"{self.name}: {name} has shape {tuple(values.shape)}, expected ({len(y)},)")
+                if name == "times" and not torch.isfinite(values).all():
+                    raise DataError(f"{self.name}: times contain NaN or infinite values")
+                object.__setattr__(self, name, values)
         object.__setattr__(self, "X", X)
         object.__setattr__(self, "y", y)
 
@@ -93,8 +104,18 @@ class Dataset:
     def subset(self, idx: Tensor | np.ndarray | list[int]) -> Dataset:
         """Rows ``idx`` as a new data set that shares names and metadata."""
         idx = torch.as_tensor(idx, dtype=torch.long)
-        sub = self.subclasses[idx] if self.subclasses is not None else None
-        return replace(self, X=self.X[idx], y=self.y[idx], subclasses=sub)
+
+        def pick(values: Tensor | None) -> Tensor | None:
+            return values[idx] if values is not None else None
+
+        return replace(
+            self,
+            X=self.X[idx],
+            y=self.y[idx],
+            subclasses=pick(self.subclasses),
+            times=pick(self.times),
+            series=pick(self.series),
+        )
 
     def group_classes(self, groups: list[list[int]], names: list[str] | None = None) -> Dataset:
         """Relabel classes into super-classes, keeping the old label as the sub-class.

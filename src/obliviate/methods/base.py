@@ -18,7 +18,7 @@ from obliviate.progress import Progress
 from obliviate.training import batches, seed_everything
 
 ALL_KINDS = frozenset({"classification", "regression"})
-ALL_SCENARIOS = frozenset({"class", "subclass", "random", "target_range"})
+ALL_SCENARIOS = frozenset({"class", "subclass", "random", "target_range", "time_window", "series"})
 
 
 class MethodError(ValueError):

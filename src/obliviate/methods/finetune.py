@@ -9,7 +9,7 @@ from torch import nn
 
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
-from obliviate.training import make_optimizer, task_loss
+from obliviate.training import make_optimizer, unit_loss
 
 
 class FinetuneConfig(MethodConfig):
@@ -31,7 +31,7 @@ class Finetune(Method):
         cfg = self.config
         retain = data.retain
         X, y = retain.X.to(ctx.device), retain.y.to(ctx.device)
-        loss_fn = task_loss(data.kind)
+        loss_fn = unit_loss(data.kind, retain.y)
         opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
         ctx.optimize(
             model, opt, len(X), cfg.batch_size, cfg.epochs, lambda idx: loss_fn(model(X[idx]), y[idx]), "finetune"

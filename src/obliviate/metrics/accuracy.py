@@ -16,7 +16,7 @@ def _accuracy(ctx: MetricContext, view: str) -> float:
 
 def _errors(ctx: MetricContext, view: str):
     out = ctx.outputs[view]
-    return out.reshape(len(out), -1)[:, 0] - ctx.labels(view)
+    return (out[:, 0] if out.ndim > 1 else out) - ctx.labels(view)  # (n, 1) or (n,); n may be 0
 
 
 for _view in VIEW_NAMES:

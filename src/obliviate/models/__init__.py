@@ -74,3 +74,6 @@ def fresh_copy(model: nn.Module, seed: int | None = None) -> nn.Module:
         if hasattr(module, "reset_running_stats"):
             module.reset_running_stats()
     return clone
+
+
+from obliviate.models import forecasting  # noqa: E402,F401  (registers "lstm" and "scaled")
