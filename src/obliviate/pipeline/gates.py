@@ -1,0 +1,70 @@
+"""Promotion gates: small comparisons over whatever metrics ``evaluate`` returned.
+
+A gate reads ``LEFT OP RIGHT`` where each side is a number, a metric of the candidate
+(``forget_acc``), or a metric of the model it replaces (``parent.forget_acc``), optionally
+plus or minus a number: ``forget_acc <= test_acc + 2``, ``mia_entropy <= parent.mia_entropy``,
+``zrf >= 0.6``. Gates name metrics rather than being coded per metric, so a metric added
+to the registry (ZRF, say) can gate promotion without touching this module. A gate whose
+metric is missing or NaN fails: a check that could not be made is not a check passed.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from dataclasses import dataclass
+
+_OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+_TERM = r"\s*([A-Za-z_][\w.]*|-?\d+(?:\.\d+)?)\s*(?:([+-])\s*(\d+(?:\.\d+)?))?\s*"
+_GATE = re.compile(rf"^{_TERM}(<=|>=|<|>){_TERM}$")
+
+DEFAULT_GATES = ("forget_acc <= test_acc + 2", "mia_entropy <= parent.mia_entropy")
+"""Reference-free defaults: the forgotten rows are recognised no better than unseen test rows
+(within 2 points), and an entropy membership attack calls no more of them members than it did
+on the model before the request."""
+
+
+class GateError(ValueError):
+    """A gate expression that cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    text: str
+
+    def __post_init__(self) -> None:
+        if not _GATE.match(self.text):
+            raise GateError(f"cannot read gate {self.text!r}; write e.g. 'forget_acc <= test_acc + 2' or 'zrf >= 0.5'")
+
+    def check(self, metrics: dict[str, float], parent: dict[str, float]) -> str | None:
+        """None when the gate holds, else the reason (with the numbers) it does not."""
+        a, sa, na, op, b, sb, nb = _GATE.match(self.text).groups()
+        try:
+            left = _value(a, sa, na, metrics, parent)
+            right = _value(b, sb, nb, metrics, parent)
+        except KeyError as exc:
+            return f"gate '{self.text}': metric {exc.args[0]!r} was not measured"
+        if math.isnan(left) or math.isnan(right):
+            return f"gate '{self.text}': a metric is NaN"
+        if not _OPS[op](left, right):
+            return f"gate '{self.text}' failed: {left:.4g} {op} {right:.4g} is false"
+        return None
+
+
+def _value(term: str, sign: str | None, num: str | None, metrics: dict, parent: dict) -> float:
+    try:
+        base = float(term)
+    except ValueError:
+        source, key = (parent, term[len("parent.") :]) if term.startswith("parent.") else (metrics, term)
+        if key not in source:
+            raise KeyError(term) from None
+        base = float(source[key])
+    if sign is None:
+        return base
+    return base + float(num) if sign == "+" else base - float(num)
+
+
+def check_gates(gates: list[str], metrics: dict[str, float], parent: dict[str, float]) -> list[str]:
+    """Reasons for every failing gate (empty list: promote)."""
+    return [r for r in (Gate(g).check(metrics, parent) for g in gates) if r is not None]
