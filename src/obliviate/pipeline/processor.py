@@ -168,7 +168,7 @@ def process_batch(pipe: Pipeline) -> BatchOutcome | None:
         },
         forgotten_rows=sorted(parent_card["forgotten_rows"] + plan.rows),
     )
-    reasons = check_gates(cfg.gates, metrics, report.models["parent"].metrics)
+    reasons = check_gates(cfg.gates, plan.spec.scenario, metrics, report.models["parent"].metrics)
     if reasons:
         pipe.audit.append(_record(pipe, None, card, "rejected", reasons=reasons))
         pipe.ledger.move(batch_id, "running", "failed", fail_reason="; ".join(reasons))
