@@ -23,9 +23,7 @@ CLASS3 = {"classes": [3]}
 
 @pytest.mark.parametrize("db", DB_KINDS)
 def test_class_request_is_forgotten_promoted_and_audited(tmp_path, db):
-    pipe = new_pipeline(
-        tmp_path / "home", method="gradient_ascent", method_config={}, database=db_url(db, tmp_path)
-    )
+    pipe = new_pipeline(tmp_path / "home", method="gradient_ascent", method_config={}, database=db_url(db, tmp_path))
     req, _ = pipe.submit("digits", CLASS3, "alice", "GDPR art. 17")
     [outcome] = process(pipe)
     assert outcome.outcome == "promoted", outcome.reasons
@@ -156,7 +154,9 @@ def test_cli_audit_verify_catches_an_edit(tmp_path, monkeypatch, capsys):
         main()
     assert ok.value.code in (0, None) and "intact: 2 entries" in capsys.readouterr().out
     log = pipe.audit.log_path
-    log.write_text(log.read_text().replace('"requester"', '"requester"').replace('"outcome":"promoted"', '"outcome":"x"', 1))
+    log.write_text(
+        log.read_text().replace('"requester"', '"requester"').replace('"outcome":"promoted"', '"outcome":"x"', 1)
+    )
     with pytest.raises(SystemExit) as bad:
         main()
     assert bad.value.code == 1 and "BROKEN at entry 0" in capsys.readouterr().err

@@ -79,7 +79,11 @@ def test_bad_input_gets_4xx_and_changes_nothing(server, body, status, detail):
 def test_malformed_json_and_unknown_ids(server):
     url, pipe = server
     before = pipe.ledger.counts()
-    r = httpx.post(f"{url}/requests", content=b'{"dataset": "digits", "spec": {', headers={**AUTH, "Content-Type": "application/json"})
+    r = httpx.post(
+        f"{url}/requests",
+        content=b'{"dataset": "digits", "spec": {',
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
     assert r.status_code == 422
     assert httpx.get(f"{url}/requests/doesnotexist", headers=AUTH).status_code == 404
     assert httpx.get(f"{url}/audit/doesnotexist", headers=AUTH).status_code == 404

@@ -211,8 +211,8 @@ class Ledger:
                 )
         return batch_id, self.list(batch_id=batch_id)
 
-    def move(self, batch_id: str, source: str, target: str, **values) -> int:
-        """Atomically move every request of ``batch_id`` in state ``source`` to ``target``."""
+    def move(self, batch: str, source: str, target: str, **values) -> int:
+        """Atomically move every request of ``batch`` in state ``source`` to ``target`` (setting ``values``)."""
         allowed = {("scheduled", "running"), ("running", "done"), ("running", "failed"), ("scheduled", "failed")}
         allowed |= {(s, "received") for s in OPEN_STATES}
         if (source, target) not in allowed:
@@ -220,7 +220,7 @@ class Ledger:
         with self._session.begin() as s:
             result = s.execute(
                 update(RequestRow)
-                .where(RequestRow.batch_id == batch_id, RequestRow.state == source)
+                .where(RequestRow.batch_id == batch, RequestRow.state == source)
                 .values(state=target, updated_at=_now(), **values)
                 .execution_options(synchronize_session=False)
             )
