@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import uvicorn
-from pipeline_helpers import PERMISSIVE, new_pipeline
+from pipeline_helpers import DB_KINDS, PERMISSIVE, db_url, new_pipeline
 
 from obliviate.pipeline import process
 from obliviate.pipeline.service import create_app
@@ -26,9 +26,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    pipe = new_pipeline(tmp_path_factory.mktemp("svc") / "home", gates=PERMISSIVE)
+@pytest.fixture(scope="module", params=DB_KINDS)
+def server(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("svc")
+    pipe = new_pipeline(tmp / "home", gates=PERMISSIVE, database=db_url(request.param, tmp))
     app = create_app(pipe.home, TOKEN, max_body=64 * 1024)
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", limit_concurrency=64))
