@@ -1,0 +1,31 @@
+"""The deletion pipeline: a ledger of requests, a model registry, processing with gates, an audit
+trail, and an HTTP service (DESIGN section 6). A user of the core, not part of it."""
+
+from obliviate.pipeline.audit import AuditLog, Verification
+from obliviate.pipeline.config import DataSource, PipelineConfig, SisaSettings
+from obliviate.pipeline.ledger import ConflictError, Ledger, LedgerError, Request
+from obliviate.pipeline.processor import BatchOutcome, BusyError, process, process_batch, recover
+from obliviate.pipeline.registry import ModelRegistry, RegistryError
+from obliviate.pipeline.workspace import Pipeline, RequestError, UnknownDatasetError
+
+__all__ = [
+    "AuditLog",
+    "BatchOutcome",
+    "BusyError",
+    "ConflictError",
+    "DataSource",
+    "Ledger",
+    "LedgerError",
+    "ModelRegistry",
+    "Pipeline",
+    "PipelineConfig",
+    "RegistryError",
+    "Request",
+    "RequestError",
+    "SisaSettings",
+    "UnknownDatasetError",
+    "Verification",
+    "process",
+    "process_batch",
+    "recover",
+]

@@ -1,0 +1,60 @@
+"""Turning a batch of requests into one ``ForgetSpec`` over the rows the model still knows.
+
+Requests name rows of the original training split. Rows forgotten by earlier batches are
+no longer part of the model's training data, so each batch works on the *current* training
+set (original rows minus everything forgotten so far): its retain view excludes old forget
+rows, and its forget view holds only the new ones. When every request in the batch is a
+whole-class request the merged spec stays a class spec (so class-forgetting methods and
+the forget-test view still apply); otherwise the rows are merged as indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from obliviate.data import Dataset, DataSplit
+from obliviate.forget import ForgetSpec, UnlearningTask
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    rows: list[int]
+    """Original training-row ids this batch forgets (new ones only), sorted."""
+    already: list[int]
+    """Requested rows that earlier batches had already forgotten."""
+    alive: torch.Tensor
+    """Original ids of the rows the parent model was trained on, sorted."""
+    spec: ForgetSpec | None
+    """The merged request against ``train.subset(alive)``; None when nothing new is asked."""
+
+    def task(self, split: DataSplit) -> UnlearningTask:
+        current = DataSplit(split.train.subset(self.alive), split.test)
+        return UnlearningTask.build(current, self.spec)
+
+
+def plan_batch(specs: list[ForgetSpec], train: Dataset, forgotten: list[int]) -> BatchPlan:
+    """Merge ``specs`` (validated against the original ``train``) given the rows already forgotten."""
+    if not specs:
+        raise ValueError("a batch needs at least one request")
+    gone = np.zeros(len(train), dtype=bool)
+    gone[np.asarray(forgotten, dtype=np.int64)] = True
+    asked = np.zeros(len(train), dtype=bool)
+    for spec in specs:
+        asked[spec.resolve(train).numpy()] = True
+    new = asked & ~gone
+    alive = torch.from_numpy(np.nonzero(~gone)[0])
+    rows = np.nonzero(new)[0].tolist()
+    already = np.nonzero(asked & gone)[0].tolist()
+    if not rows:
+        return BatchPlan([], already, alive, None)
+    if all(s.classes is not None for s in specs):
+        classes = sorted({c for s in specs for c in s.classes})
+        alive_labels = train.y[alive]
+        spec = ForgetSpec(classes=[c for c in classes if bool((alive_labels == c).any())])
+    else:
+        position = np.cumsum(~gone) - 1
+        spec = ForgetSpec(indices=position[new].tolist())
+    return BatchPlan(rows, already, alive, spec)

@@ -1,0 +1,200 @@
+"""Processing: claim pending requests, forget them in one run, gate, promote, record.
+
+Order of effects for one batch, chosen so a crash at any point can be repaired:
+
+1. ledger: ``received -> scheduled -> running`` (conditional updates, one batch id);
+2. unlearn and evaluate in memory (nothing written);
+3. gates fail: audit record (``rejected``), then ledger ``running -> failed`` with the reason;
+4. gates pass: registry writes the new version (atomic), promotes it (atomic pointer
+   rename: the commit point), then the audit record, then ledger ``running -> done``.
+
+``recover`` runs before any new work, under the processing lock: a batch left open whose
+version is in the promotion history is rolled forward (audit written if missing, requests
+marked done); any other open batch is rolled back to ``received`` (it will be retried),
+and versions that were written but never promoted are deleted. So each request is either
+done exactly once, or pending/failed, and the ledger agrees with the registry.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from obliviate.checkpoint import file_sha256
+from obliviate.evaluation import evaluate
+from obliviate.forget import ForgetSpec, ForgetSpecError
+from obliviate.methods import MethodError, unlearn
+from obliviate.pipeline.audit import rows_sha256
+from obliviate.pipeline.batching import plan_batch
+from obliviate.pipeline.gates import check_gates
+from obliviate.pipeline.workspace import Pipeline
+
+
+class BusyError(RuntimeError):
+    """Another processor holds this pipeline's lock."""
+
+
+@dataclass
+class BatchOutcome:
+    batch_id: str
+    request_ids: list[str]
+    outcome: str  # promoted | rejected | noop | error
+    version: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def processing_lock(home: Path, wait: bool = False):
+    """An exclusive ``flock`` on ``HOME/process.lock``; the kernel drops it if the process dies."""
+    fd = os.open(home / "process.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BusyError(f"{home}: another 'obliviate pipeline process' is running") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def recover(pipe: Pipeline) -> dict[str, list[str]]:
+    """Repair what an interrupted processor left; call only while holding the lock."""
+    history = pipe.registry.history()
+    by_batch = {pipe.registry.card(v).get("batch_id"): v for v in history}
+    done, retried = [], []
+    for batch_id in pipe.ledger.open_batches():
+        version = by_batch.get(batch_id)
+        if version is not None:
+            if not pipe.audit.has(batch_id):
+                pipe.audit.append(_record(pipe, version, pipe.registry.card(version), "promoted"))
+            pipe.ledger.move(batch_id, "scheduled", "running")
+            pipe.ledger.move(batch_id, "running", "done", model_version=version, fail_reason=None)
+            done.append(batch_id)
+        else:
+            for state in ("scheduled", "running"):
+                pipe.ledger.move(batch_id, state, "received", batch_id=None)
+            retried.append(batch_id)
+    discarded = [v for v in pipe.registry.versions() if v not in history]
+    for version in discarded:
+        pipe.registry.discard(version)
+    for tmp in pipe.registry.root.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    return {"rolled_forward": done, "rolled_back": retried, "discarded_versions": discarded}
+
+
+def _record(pipe: Pipeline, version: str | None, card: dict, outcome: str, **extra) -> dict:
+    """The audit record of a batch, built from the new version's card (so recovery can rebuild it)."""
+    before = card.get("parent")
+    return {
+        "kind": "batch",
+        "batch_id": card["batch_id"],
+        "outcome": outcome,
+        "request_ids": card["request_ids"],
+        "dataset": pipe.config.dataset.name,
+        "data_fingerprint": card.get("data", {}).get("fingerprint"),
+        "mode": pipe.config.mode,
+        "method": card["method"],
+        "config": card["config"],
+        "spec": card.get("spec"),
+        "gates": pipe.config.gates,
+        "metrics": card.get("metrics", {}),
+        "parent_metrics": card.get("parent_metrics", {}),
+        "model_before": before,
+        "sha256_before": pipe.registry.card(before)["sha256"] if before else None,
+        "model_after": version,
+        "sha256_after": card.get("sha256") if version else None,
+        "forgotten_rows": len(card.get("batch_rows", [])),
+        "forgotten_rows_sha256": rows_sha256(card.get("batch_rows", [])),
+        "seconds": card.get("seconds"),
+        **extra,
+    }
+
+
+def process_batch(pipe: Pipeline) -> BatchOutcome | None:
+    """Claim and serve one batch; None when no request is waiting. Call while holding the lock."""
+    cfg = pipe.config
+    batch_id, requests = pipe.ledger.claim(cfg.batch_size)
+    if not requests:
+        return None
+    start = time.perf_counter()
+    ids = [r.id for r in requests]
+    pipe.ledger.move(batch_id, "scheduled", "running")
+    parent, model, parent_card = pipe.registry.load_serving()
+    card = {
+        "parent": parent,
+        "batch_id": batch_id,
+        "request_ids": ids,
+        "method": cfg.effective_method,
+        "config": cfg.effective_method_config,
+        "batch_rows": [],
+    }
+    try:
+        plan = plan_batch(
+            [ForgetSpec.model_validate(r.spec) for r in requests], pipe.split.train, parent_card["forgotten_rows"]
+        )
+        card["batch_rows"] = plan.rows
+        if plan.spec is None:
+            return _finish_noop(pipe, batch_id, ids, parent, card, start)
+        card["spec"] = plan.spec.model_dump(exclude_none=True)
+        task = plan.task(pipe.split)
+        method, method_config = cfg.effective_method, cfg.effective_method_config
+        result = unlearn(model, task, method, seed=cfg.seed, device=cfg.device, **method_config)
+        report = evaluate(
+            task, {"candidate": result.model, "parent": model}, reference=None, original="parent",
+            metrics=cfg.metrics, seed=cfg.seed, device=cfg.device,
+        )  # fmt: skip
+    except (ForgetSpecError, MethodError, FloatingPointError, ValueError, KeyError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        pipe.audit.append(_record(pipe, None, card, "error", reasons=[reason]))
+        pipe.ledger.move(batch_id, "running", "failed", fail_reason=reason)
+        return BatchOutcome(batch_id, ids, "error", None, [reason], time.perf_counter() - start)
+    metrics = report.models["candidate"].metrics
+    card.update(
+        metrics=metrics,
+        parent_metrics=report.models["parent"].metrics,
+        config=result.log.config,
+        steps=result.log.steps,
+        seconds=time.perf_counter() - start,
+        data={
+            "name": cfg.dataset.name,
+            "fingerprint": task.retain.fingerprint(),
+            "rows": len(task.retain),
+        },
+        forgotten_rows=sorted(parent_card["forgotten_rows"] + plan.rows),
+    )
+    reasons = check_gates(cfg.gates, plan.spec.scenario, metrics, report.models["parent"].metrics)
+    if reasons:
+        pipe.audit.append(_record(pipe, None, card, "rejected", reasons=reasons))
+        pipe.ledger.move(batch_id, "running", "failed", fail_reason="; ".join(reasons))
+        return BatchOutcome(batch_id, ids, "rejected", None, reasons, time.perf_counter() - start, metrics)
+    version = pipe.registry.write(result.model, card)
+    pipe.registry.promote(version)
+    pipe.audit.append(_record(pipe, version, pipe.registry.card(version), "promoted"))
+    pipe.ledger.move(batch_id, "running", "done", model_version=version, fail_reason=None)
+    return BatchOutcome(batch_id, ids, "promoted", version, [], time.perf_counter() - start, metrics)
+
+
+def _finish_noop(pipe: Pipeline, batch_id: str, ids: list[str], parent: str, card: dict, start: float) -> BatchOutcome:
+    """Every row asked for was already forgotten: the serving version already honours the batch."""
+    pipe.audit.append(_record(pipe, parent, {**card, "sha256": file_sha256(pipe.registry.path(parent))}, "noop"))
+    pipe.ledger.move(batch_id, "running", "done", model_version=parent, fail_reason=None)
+    return BatchOutcome(batch_id, ids, "noop", parent, [], time.perf_counter() - start)
+
+
+def process(pipe: Pipeline, max_batches: int | None = None, wait: bool = False) -> list[BatchOutcome]:
+    """Recover, then serve batches until the queue is empty (or ``max_batches`` were served)."""
+    outcomes: list[BatchOutcome] = []
+    with processing_lock(pipe.home, wait=wait):
+        recover(pipe)
+        while max_batches is None or len(outcomes) < max_batches:
+            outcome = process_batch(pipe)
+            if outcome is None:
+                break
+            outcomes.append(outcome)
+    return outcomes

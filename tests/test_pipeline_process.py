@@ -1,0 +1,218 @@
+"""Processing end to end on digits with a tiny MLP: batching, gates, promotion, audit, retries, CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pipeline_helpers import DB_KINDS, PERMISSIVE, check_consistency, db_url, digits_train, new_pipeline
+
+from obliviate.cli import main
+from obliviate.forget import ForgetSpec
+from obliviate.pipeline import Pipeline, PipelineConfig, RequestError, UnknownDatasetError, process
+from obliviate.pipeline.audit import rows_sha256
+from obliviate.pipeline.batching import plan_batch
+from obliviate.training import accuracy
+
+CLASS3 = {"classes": [3]}
+
+
+@pytest.mark.parametrize("db", DB_KINDS)
+def test_class_request_is_forgotten_promoted_and_audited(tmp_path, db):
+    pipe = new_pipeline(tmp_path / "home", method="gradient_ascent", method_config={}, database=db_url(db, tmp_path))
+    req, _ = pipe.submit("digits", CLASS3, "alice", "GDPR art. 17")
+    [outcome] = process(pipe)
+    assert outcome.outcome == "promoted", outcome.reasons
+    done = pipe.ledger.get(req.id)
+    assert done.state == "done" and done.model_version == "v0002" == pipe.registry.serving()
+    _, model, card = pipe.registry.load_serving()
+    parent_card = pipe.registry.card("v0001")
+    assert card["parent"] == "v0001" and card["method"] == "gradient_ascent" and card["request_ids"] == [req.id]
+    rows = ForgetSpec(classes=[3]).resolve(digits_train()).tolist()
+    assert card["forgotten_rows"] == rows and card["data"]["rows"] == parent_card["data"]["rows"] - len(rows)
+    # It forgets (class 3 no longer recognised) and keeps the rest (retain accuracy within 10 points).
+    assert card["metrics"]["forget_acc"] <= 5.0 < card["parent_metrics"]["forget_acc"] - 80
+    assert card["metrics"]["retain_acc"] >= card["parent_metrics"]["retain_acc"] - 10
+    keep = digits_train().subset(torch.nonzero(digits_train().y != 3).flatten())
+    assert accuracy(model, keep) >= 85
+    record = pipe.audit.record(outcome.batch_id)["record"]
+    assert record["request_ids"] == [req.id] and record["outcome"] == "promoted"
+    assert record["sha256_before"] == parent_card["sha256"] and record["sha256_after"] == card["sha256"]
+    assert record["forgotten_rows_sha256"] == rows_sha256(rows) and record["metrics"] == card["metrics"]
+    assert (pipe.audit.records / f"{outcome.batch_id}.html").exists()
+    check_consistency(pipe)
+
+
+def test_failed_gate_keeps_serving_version_and_retry_succeeds(tmp_path):
+    pipe = new_pipeline(tmp_path / "home")  # finetune, 1 epoch, default gates
+    req, _ = pipe.submit("digits", {"indices": list(range(0, 600, 6))}, "bob")
+    [outcome] = process(pipe)
+    # One epoch of fine-tuning does not make random training rows look unseen: the default
+    # gate (forget accuracy at most test accuracy + 2) refuses it.
+    assert outcome.outcome == "rejected" and "forget_acc" in outcome.reasons[0], outcome
+    failed = pipe.ledger.get(req.id)
+    assert failed.state == "failed" and "forget_acc <= test_acc + 2" in failed.fail_reason
+    assert pipe.registry.serving() == "v0001" and pipe.registry.versions() == ["v0001"]
+    assert pipe.audit.entries()[-1]["record"]["outcome"] == "rejected"
+    # The operator relaxes the gate; the same request is retried and now goes through.
+    cfg = json.loads((pipe.home / "pipeline.json").read_text())
+    cfg["gates"] = PERMISSIVE
+    (pipe.home / "pipeline.json").write_text(json.dumps(cfg))
+    pipe.close()
+    pipe = Pipeline(pipe.home)
+    pipe.ledger.retry(req.id)
+    [again] = process(pipe)
+    assert again.outcome == "promoted" and pipe.ledger.get(req.id).state == "done"
+    assert pipe.ledger.get(req.id).attempts == 2
+    check_consistency(pipe)
+
+
+def test_batching_and_already_forgotten_rows(tmp_path):
+    pipe = new_pipeline(tmp_path / "home", gates=PERMISSIVE, batch_size=4)
+    ids = [pipe.submit("digits", {"indices": [i, i + 100]}, "carol")[0].id for i in range(6)]
+    outcomes = process(pipe)
+    assert [len(o.request_ids) for o in outcomes] == [4, 2]
+    assert [o.version for o in outcomes] == ["v0002", "v0003"]
+    assert pipe.registry.card("v0003")["data"]["rows"] == len(digits_train()) - 12
+    # Rows an earlier batch already removed: nothing to unlearn, done with the serving version.
+    dup, _ = pipe.submit("digits", {"indices": [0, 100]}, "carol")
+    [noop] = process(pipe)
+    assert noop.outcome == "noop" and pipe.ledger.get(dup.id).model_version == "v0003"
+    assert pipe.registry.versions() == ["v0001", "v0002", "v0003"]
+    counts = check_consistency(pipe)
+    assert counts["done"] == 7 and all(pipe.ledger.get(i).state == "done" for i in ids)
+
+
+def test_method_errors_fail_the_batch_with_reason(tmp_path):
+    pipe = new_pipeline(tmp_path / "home", method="gradient_ascent", method_config={"lr": 1e6, "stop_accuracy": None})
+    req, _ = pipe.submit("digits", CLASS3, "dave")
+    [outcome] = process(pipe)
+    assert outcome.outcome in {"error", "rejected"}
+    assert pipe.ledger.get(req.id).state == "failed" and pipe.ledger.get(req.id).fail_reason
+    assert pipe.registry.serving() == "v0001"
+    check_consistency(pipe)
+
+
+def test_exact_mode_serves_a_sisa_ensemble(tmp_path):
+    pipe = new_pipeline(tmp_path / "home", mode="exact", sisa={"shards": 3, "slices": 2}, gates=PERMISSIVE)
+    req, _ = pipe.submit("digits", {"indices": [7]}, "erin")
+    cls, _ = pipe.submit("digits", CLASS3, "erin")
+    outcomes = process(pipe)
+    assert [o.outcome for o in outcomes] == ["promoted"]
+    _, model, card = pipe.registry.load_serving()
+    assert card["method"] == "sisa" and len(model.assignment) == len(digits_train()) - len(card["forgotten_rows"])
+    assert card["metrics"]["forget_acc"] <= 5.0, "no shard ever saw the forgotten class after exact unlearning"
+    assert pipe.ledger.get(req.id).state == pipe.ledger.get(cls.id).state == "done"
+    check_consistency(pipe)
+
+
+def test_config_refuses_unknown_method_and_bad_gate():
+    with pytest.raises(ValueError, match="unknown method"):
+        PipelineConfig(dataset={"name": "d", "source": "digits"}, method="no_such_method")
+    with pytest.raises(ValueError, match="cannot read gate"):
+        PipelineConfig(dataset={"name": "d", "source": "digits"}, gates=["forget_acc is small"])
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    return new_pipeline(tmp_path_factory.mktemp("shared") / "home")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "digits", "--indices", "5,99999"], "out of range"),
+        (["--dataset", "digits", "--indices", "-1"], "out of range"),
+        (["--dataset", "cifar", "--indices", "5"], "unknown data set 'cifar'"),
+        (["--dataset", "digits", "--spec", '{"indices": [1,'], "Invalid JSON"),
+        (["--dataset", "digits", "--spec", '{"rows": [1]}'], "Extra inputs"),
+        (["--dataset", "digits", "--classes", "12"], "unknown classes"),
+        (["--dataset", "digits", "--indices", ",".join(map(str, range(200_000)))], "at most 100000 rows"),
+    ],
+)
+def test_cli_rejects_bad_requests_and_stores_nothing(shared, monkeypatch, capsys, args, message):
+    before = shared.ledger.counts()
+    monkeypatch.setattr(sys, "argv", ["obliviate", "pipeline", "submit", "--home", str(shared.home),
+                                      "--requester", "mallory", *args])  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.replace("\n", "")
+    assert shared.ledger.counts() == before
+
+
+def test_cli_audit_verify_catches_an_edit(tmp_path, monkeypatch, capsys):
+    pipe = new_pipeline(tmp_path / "home", gates=PERMISSIVE)
+    pipe.submit("digits", {"indices": [1, 2]}, "frank")
+    process(pipe)
+    monkeypatch.setattr(sys, "argv", ["obliviate", "audit", "verify", "--home", str(pipe.home)])
+    with pytest.raises(SystemExit) as ok:
+        main()
+    assert ok.value.code in (0, None) and "intact: 2 entries" in capsys.readouterr().out
+    log = pipe.audit.log_path
+    log.write_text(log.read_text().replace('"outcome":"promoted"', '"outcome":"x"', 1))
+    with pytest.raises(SystemExit) as bad:
+        main()
+    assert bad.value.code == 1 and "BROKEN at entry 0" in capsys.readouterr().err
+
+
+spec_strategy = st.one_of(
+    st.builds(lambda xs: {"indices": xs}, st.lists(st.integers(-5, 1500), min_size=0, max_size=30)),
+    st.builds(lambda xs: {"classes": xs}, st.lists(st.integers(-2, 12), min_size=0, max_size=4)),
+    st.builds(lambda f: {"fraction": f}, st.floats(-0.5, 1.5, allow_nan=False)),
+    st.builds(lambda lo, hi: {"target_range": [lo, hi]}, st.floats(-5, 5), st.floats(-5, 5)),
+    st.dictionaries(st.sampled_from(["indices", "classes", "rows", "seed"]), st.integers(0, 3), max_size=3),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(spec=spec_strategy, dataset=st.sampled_from(["digits", "digits", "mnist"]))
+def test_property_submission_accepts_exactly_the_valid_specs(shared, spec, dataset):
+    """Random specs: accepted iff they parse and resolve against the data; rejects change nothing."""
+    train = digits_train()
+    try:
+        expected = ForgetSpec.model_validate(spec).resolve(train) if dataset == "digits" else None
+    except ValueError:
+        expected = None
+    before = len(shared.ledger.list())
+    if expected is None:
+        with pytest.raises((RequestError, UnknownDatasetError)):
+            shared.submit(dataset, spec, "prop")
+        assert len(shared.ledger.list()) == before
+    else:
+        req, created = shared.submit(dataset, spec, "prop")
+        assert created and len(shared.ledger.list()) == before + 1
+        assert torch.equal(ForgetSpec.model_validate(req.spec).resolve(train), expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batch=st.lists(
+        st.one_of(
+            st.builds(lambda xs: ForgetSpec(indices=sorted(set(xs))), st.lists(st.integers(0, 1437), min_size=1)),
+            st.builds(lambda c: ForgetSpec(classes=[c]), st.integers(0, 9)),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    forgotten=st.lists(st.integers(0, 1437), max_size=200, unique=True),
+)
+def test_property_batch_plan_forgets_exactly_the_new_rows(batch, forgotten):
+    """The merged spec, resolved on the current rows, maps back to exactly the asked-for rows not yet gone."""
+    train = digits_train()
+    asked = set().union(*(set(s.resolve(train).tolist()) for s in batch))
+    plan = plan_batch(batch, train, forgotten)
+    assert set(plan.rows) == asked - set(forgotten) and set(plan.already) == asked & set(forgotten)
+    if plan.spec is None:
+        assert not plan.rows
+        return
+    from obliviate.data import DataSplit
+
+    task = plan.task(DataSplit(train, train.subset([0, 1])))
+    assert plan.alive[task.forget_idx].tolist() == plan.rows
+    kept = set(plan.alive[task.retain_idx].tolist())
+    assert not kept & (asked | set(forgotten)) and len(kept) + len(asked | set(forgotten)) == len(train)
