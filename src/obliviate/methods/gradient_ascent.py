@@ -17,7 +17,8 @@ class GradientAscentConfig(MethodConfig):
     at lr 0.01 take every class to chance), so by default it stops as soon as forget-set
     accuracy falls to ``stop_accuracy``. For random-row forgetting set it near test accuracy.
     Even so it costs retained accuracy: forgetting digit 3 took retained-class test accuracy
-    from about 98% to 85-89% over lr 5e-4..2e-3 and batch 16..64 on three trained CNNs.    Regression has no accuracy to watch: there it stops once the forget-set loss has grown to
+    from about 98% to 85-89% over lr 5e-4..2e-3 and batch 16..64 on three trained CNNs.
+    Regression has no accuracy to watch: there it stops once the forget-set loss has grown to
     ``stop_loss_factor`` times its starting value."""
 
     epochs: int = Field(40, ge=1)
