@@ -21,7 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(width=None if sys.stdout.isatty() else 160)  # wide tables in logs and pipes
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one-line errors, never wrapped
 
 USER_ERRORS = (
     DataError,

@@ -47,10 +47,12 @@ def build_model(
     """
     if name not in ARCHITECTURES:
         raise KeyError(f"unknown model {name!r}; choose from {sorted(ARCHITECTURES)}")
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
+    if seed is None:
         model = ARCHITECTURES[name](tuple(input_shape), num_outputs, **kwargs)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = ARCHITECTURES[name](tuple(input_shape), num_outputs, **kwargs)
     model.obliviate_spec = {
         "architecture": name,
         "input_shape": list(input_shape),
