@@ -206,3 +206,15 @@ def test_label_free_methods_also_serve_regression(method):
     result = unlearn(model, task, method, seed=0)
     out = result.model(task.retain.X)
     assert torch.isfinite(out).all()
+
+
+def test_ssd_reports_what_it_dampened_and_warns_when_nothing(original, class_task):
+    chosen = unlearn(original, class_task, "ssd").log.details
+    assert 0 < chosen["dampened"] < chosen["weights"]
+    assert chosen["max_importance_ratio"] > 50  # the default alpha selects on digits
+    too_high = chosen["max_importance_ratio"] * 2
+    with pytest.warns(UserWarning, match="dampened no weight"):
+        unchanged = unlearn(original, class_task, "ssd", alpha=too_high)
+    assert unchanged.log.details["dampened"] == 0
+    for a, b in zip(original.parameters(), unchanged.model.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -33,13 +33,15 @@ class MethodConfig(BaseModel):
 
 @dataclass
 class RunContext:
-    """What a method gets besides the model and data: device, seed, and the step counter."""
+    """What a method gets besides the model and data: device, seed, the step counter, and
+    ``details``, where a method records what a user needs to read its result (copied to the log)."""
 
     device: torch.device
     seed: int
     generator: torch.Generator
     progress: bool = False
     steps: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
 
     def optimize(
         self,
@@ -146,6 +148,7 @@ class RunLog:
     steps: int
     seed: int
     needs: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -203,5 +206,5 @@ def unlearn(
     if any(not torch.isfinite(p).all() for p in result.parameters()):
         raise FloatingPointError(f"method {method!r} produced non-finite weights; try a lower learning rate")
     result.eval()
-    log = RunLog(method, cfg.model_dump(mode="json"), seconds, ctx.steps, seed, sorted(cls.needs))
+    log = RunLog(method, cfg.model_dump(mode="json"), seconds, ctx.steps, seed, sorted(cls.needs), ctx.details)
     return UnlearningResult(result, log)

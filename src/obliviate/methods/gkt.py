@@ -267,4 +267,6 @@ class GKT(Method):
     scenarios = frozenset({"class"})
 
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
-        return gated_knowledge_transfer(model, data, self.config, ctx).student
+        result = gated_knowledge_transfer(model, data, self.config, ctx)
+        ctx.details["kept_iteration"] = result.best_iteration
+        return result.student

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from pydantic import Field
 from torch import nn
@@ -44,6 +46,7 @@ class Ssd(Method):
             return gradient_statistics(model, X, y, loss_fn, squared=True, batch_size=cfg.batch_size)
 
         on_forget, on_all = importance(data.forget), importance(data.train)
+        dampened, total, top_ratio = 0, 0, 0.0
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if name not in on_forget:
@@ -52,4 +55,14 @@ class Ssd(Method):
                 selected = f > cfg.alpha * d
                 factor = (cfg.dampening * d / f.clamp_min(1e-30)).clamp(max=1.0)
                 p.mul_(torch.where(selected, factor, torch.ones_like(factor)))
+                dampened, total = dampened + int(selected.sum()), total + selected.numel()
+                top_ratio = max(top_ratio, float((f / d.clamp_min(1e-30)).max()))
+        # The usable alpha depends on the data and model; these tell a user where it lies.
+        ctx.details.update(dampened=dampened, weights=total, max_importance_ratio=top_ratio)
+        if dampened == 0:
+            warnings.warn(
+                f"ssd dampened no weight: the largest forget/all importance ratio is {top_ratio:.3g}, "
+                f"below alpha={cfg.alpha:g}; the model is unchanged (lower alpha to select weights)",
+                stacklevel=2,
+            )
         return model
