@@ -182,24 +182,65 @@ def test_report_renders_in_headless_chromium(serial_run, tmp_path):
     assert imread(shot)[..., :3].std() > 0.01
 
 
-def test_ray_executor_gives_the_serial_numbers(serial_run):
-    """Originals, references and method runs all on Ray workers (one method, to keep it short)."""
+LIRA_SUITE = {
+    **SUITE,
+    "methods": SUITE["methods"][:1],
+    "metrics": ["forget_acc", "test_acc", "lira"],
+    "metric_options": {"lira": {"shadow_models": 3}},
+}
+
+
+@pytest.fixture(scope="module")
+def lira_run(tmp_path_factory):
+    """One method, two seeds, LiRA with three shadow models, run serially."""
+    root = tmp_path_factory.mktemp("lira")
+    suite = Suite.model_validate(LIRA_SUITE)
+    run = run_suite(suite, root / "out", cache_dir=root / "cache")
+    return {"root": root, "run": run, "suite": suite}
+
+
+def test_lira_shadows_are_jobs_trained_once_per_seed_and_match_evaluate(lira_run):
+    """Shadows are trained by their own jobs (cached, shared by every method of a seed), and give
+    exactly the numbers of the metric training its shadows in-process."""
+    from obliviate import ForgetSpec, UnlearningTask, evaluate, load_data
+    from obliviate.checkpoint import load_model
+
+    cache = lira_run["root"] / "cache"
+    assert len(list(cache.glob("lira-shadow-*.npy"))) == 3 * 2  # k shadows x 2 seeds
+    record = next(r for r in lira_run["run"].results["records"] if r["seed"] == 1)
+    from_jobs = record["report"]["models"]
+    assert from_jobs["original"]["metrics"]["lira.shadow_models"] == 3
+    cards = {p: load_model(p) for p in cache.glob("original-*.safetensors")}
+    (original,) = [model for model, card in cards.values() if card["identity"]["recipe"]["seed"] == 1]
+    task = UnlearningTask.build(load_data("digits", seed=0), ForgetSpec(classes=[3]))  # a fresh task: no shadows
+    options = {"lira": {"shadow_models": 3, "recipe": lira_run["suite"].recipe.model_dump(mode="json")}}
+    direct = evaluate(task, {"original": original}, reference=None, metrics=["lira"], seed=1, options=options).models[
+        "original"
+    ]
+    for key in ("lira.auc", "lira.tpr@1%fpr", "lira.tpr@0.1%fpr"):
+        assert from_jobs["original"]["metrics"][key] == pytest.approx(direct.metrics[key], abs=1e-12)
+    before = cache_state(cache)
+    suite = Suite.model_validate({**LIRA_SUITE, "methods": SUITE["methods"][1:]})  # another method: same shadows
+    rerun = run_suite(suite, lira_run["root"] / "other", cache_dir=cache)
+    assert rerun.ran == 2 and cache_state(cache) == before
+
+
+def test_ray_executor_gives_the_serial_numbers(lira_run):
+    """Originals, references, LiRA shadows and method runs all on Ray workers."""
     ray = pytest.importorskip("ray")
-    suite = Suite.model_validate({**SUITE, "methods": SUITE["methods"][:1]})
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         run = run_suite(
-            suite,
-            serial_run["root"] / "ray",
+            lira_run["suite"],
+            lira_run["root"] / "ray",
             executor=make_executor("ray"),
-            cache_dir=serial_run["root"] / "ray-cache",  # its own references, trained on Ray workers
+            cache_dir=lira_run["root"] / "ray-cache",  # its own models and shadows, trained on Ray workers
         )
     finally:
         ray.shutdown()
-    serial = json.loads((serial_run["out"] / "results.json").read_text())
     assert run.results["executor"] == "ray" and run.ran == 2
-    on_ray = metrics_by_job(run.results)
-    assert on_ray == {k: v for k, v in metrics_by_job(serial).items() if k in on_ray}
+    assert len(list((lira_run["root"] / "ray-cache").glob("lira-shadow-*.npy"))) == 3 * 2
+    assert metrics_by_job(run.results) == metrics_by_job(lira_run["run"].results)
 
 
 def test_bad_suites_are_refused_with_clear_errors(tmp_path):

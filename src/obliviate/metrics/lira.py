@@ -53,10 +53,43 @@ def attack_summary(positive: np.ndarray, negative: np.ndarray) -> dict[str, floa
     }
 
 
-def _pool(task: UnlearningTask) -> Dataset:
+def shadow_pool(train: Dataset, test: Dataset) -> Dataset:
     """Every row of the split, train then test: the population shadow models sample from."""
-    train, test = task.train, task.test
     return Dataset(torch.cat([train.X, test.X]), torch.cat([train.y, test.y]), name=f"{train.name}-pool")
+
+
+def shadow_members(rows: int, k: int, seed: int) -> np.ndarray:
+    """[k, rows] booleans: the random half of the pool each shadow model trains on."""
+    rng = np.random.default_rng(seed)
+    members = np.zeros((k, rows), dtype=bool)
+    for i in range(k):
+        members[i, rng.permutation(rows)[: rows // 2]] = True
+    return members
+
+
+def train_shadow(
+    template: torch.nn.Module, pool: Dataset, members: np.ndarray, recipe: TrainConfig, seed: int, index: int, device
+) -> np.ndarray:
+    """Shadow ``index``: a re-initialised copy of ``template`` trained on its half of the pool;
+    returns its logit-scaled confidence on every pool row. A function of its arguments only, so
+    the bench runner can train shadows as independent executor jobs."""
+    with torch.random.fork_rng():
+        shadow = fresh_copy(template, seed=seed * 1000 + index)
+    rows = torch.from_numpy(np.nonzero(members[index])[0])
+    fit(shadow, pool.subset(rows), recipe.model_copy(update={"seed": index}), device=device)
+    return logit_confidence(predict(shadow, pool.X, device=device), pool.y).numpy()
+
+
+def _shadow_key(model: torch.nn.Module, k: int, recipe: TrainConfig, seed: int) -> tuple:
+    return (k, recipe.model_dump_json(), seed, repr(getattr(model, "obliviate_spec", type(model).__name__)))
+
+
+def remember_shadows(
+    task: UnlearningTask, model: torch.nn.Module, k: int, recipe: TrainConfig, seed: int, scores: np.ndarray
+) -> None:
+    """Hand ``lira`` the [k, pool rows] scores of shadows trained elsewhere (same settings)."""
+    members = shadow_members(scores.shape[1], k, seed)
+    _SHADOW_CACHE.setdefault(task, {})[_shadow_key(model, k, recipe, seed)] = (scores, members)
 
 
 def shadow_scores(
@@ -66,27 +99,23 @@ def shadow_scores(
 
     Cached per task and settings, so every model of one evaluation shares the same shadows.
     """
-    key = (k, recipe.model_dump_json(), seed, repr(getattr(model, "obliviate_spec", type(model).__name__)))
     per_task = _SHADOW_CACHE.setdefault(task, {})
-    if key in per_task:
-        return per_task[key]
-    pool = _pool(task)
-    rng = np.random.default_rng(seed)
-    members = np.zeros((k, len(pool)), dtype=bool)
-    scores = np.zeros((k, len(pool)))
-    for i in range(k):
-        members[i, rng.permutation(len(pool))[: len(pool) // 2]] = True
-        with torch.random.fork_rng():
-            shadow = fresh_copy(model, seed=seed * 1000 + i)
-        fit(
-            shadow,
-            pool.subset(torch.from_numpy(np.nonzero(members[i])[0])),
-            recipe.model_copy(update={"seed": i}),
-            device=device,
-        )
-        scores[i] = logit_confidence(predict(shadow, pool.X, device=device), pool.y).numpy()
-    per_task[key] = (scores, members)
-    return scores, members
+    key = _shadow_key(model, k, recipe, seed)
+    if key not in per_task:
+        pool = shadow_pool(task.train, task.test)
+        members = shadow_members(len(pool), k, seed)
+        scores = np.stack([train_shadow(model, pool, members, recipe, seed, i, device) for i in range(k)])
+        per_task[key] = (scores, members)
+    return per_task[key]
+
+
+def lira_settings(options: dict) -> tuple[int, TrainConfig]:
+    """Number of shadow models and their recipe from ``options["lira"]``."""
+    opts = options.get("lira", {})
+    k = int(opts.get("shadow_models", DEFAULT_SHADOW_MODELS))
+    if k < 2:
+        raise ValueError(f"lira needs at least 2 shadow models, got {k}")
+    return k, TrainConfig.model_validate(opts.get("recipe", {}))
 
 
 def lira_scores(target: np.ndarray, shadows: np.ndarray, members: np.ndarray) -> np.ndarray:
@@ -112,11 +141,7 @@ def lira_scores(target: np.ndarray, shadows: np.ndarray, members: np.ndarray) ->
     description="LiRA with shadow models: AUC / TPR at low FPR of forget (member?) vs test rows",
 )
 def lira(ctx: MetricContext) -> dict[str, float]:
-    opts = ctx.options.get("lira", {})
-    k = int(opts.get("shadow_models", DEFAULT_SHADOW_MODELS))
-    if k < 2:
-        raise ValueError(f"lira needs at least 2 shadow models, got {k}")
-    recipe = TrainConfig.model_validate(opts.get("recipe", {}))
+    k, recipe = lira_settings(ctx.options)
     shadows, members = shadow_scores(ctx.task, ctx.model, k, recipe, ctx.seed, ctx.device)
     task = ctx.task
     n_train = len(task.train)

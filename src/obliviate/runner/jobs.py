@@ -1,8 +1,10 @@
-"""The three kinds of job a suite runs; plain functions of picklable inputs, so any executor can run them.
+"""The kinds of job a suite runs; plain functions of picklable inputs, so any executor can run them.
 
 1. ``train_original(seed)``: the model trained on all training rows (cached).
 2. ``train_retrain(scenario, seed)``: the reference retrained without the forget rows (cached).
-3. ``run_method(scenario, method, seed)``: unlearn, then evaluate it beside the two cached models.
+3. ``train_lira_shadow(seed, shadow)``: one LiRA shadow model's scores, when the suite asks for
+   ``lira`` (cached; shared by every scenario and method of that seed).
+4. ``run_method(scenario, method, seed)``: unlearn, then evaluate it beside the cached models.
 """
 
 from __future__ import annotations
@@ -10,15 +12,18 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from obliviate.atomic import atomic_write
 from obliviate.data import DataSplit, load_data
 from obliviate.evaluation import evaluate
 from obliviate.forget import ForgetSpec, UnlearningTask
 from obliviate.methods import RunLog, unlearn
+from obliviate.metrics.lira import lira_settings, remember_shadows, shadow_members, shadow_pool, train_shadow
 from obliviate.models import build_model
 from obliviate.runner.cache import ModelCache
 from obliviate.runner.suite import Suite, stable_hash
@@ -35,6 +40,7 @@ class Job:
     seed: int
     scenario: str | None = None
     method: str | None = None
+    shadow: int | None = None
 
     @property
     def key(self) -> str:
@@ -112,6 +118,44 @@ def _json(obj: dict) -> dict:
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
+def metric_options(suite: Suite) -> dict:
+    """The suite's metric options; LiRA's shadows train with the suite recipe unless told otherwise."""
+    options = {**suite.metric_options}
+    options["lira"] = {"recipe": suite.recipe.model_dump(mode="json"), **options.get("lira", {})}
+    return options
+
+
+def _shadow_scores(job: Job) -> np.ndarray:
+    """Scores of LiRA shadow ``job.shadow`` on the whole pool, from the cache or trained now."""
+    s = job.suite
+    split = _split(s.data, s.kind, s.target, s.split_seed)
+    k, recipe = lira_settings(metric_options(s))
+    identity = _json(
+        {
+            "data": [split.train.fingerprint(), split.test.fingerprint()],
+            "model": [s.architecture, s.model_kwargs],
+            "recipe": recipe.model_dump(mode="json"),
+            "shadows": k,
+            "seed": job.seed,
+            "index": job.shadow,
+        }
+    )
+    path = Path(job.cache_dir) / f"lira-shadow-{stable_hash(identity)}.npy"
+    pool = shadow_pool(split.train, split.test)
+    if path.exists():
+        try:
+            scores = np.load(path, allow_pickle=False)
+            if scores.shape == (len(pool),):
+                return scores
+        except (OSError, ValueError):
+            pass  # a corrupt entry is retrained, not trusted
+    template, _ = _original(job)  # only its architecture matters: the shadow is re-initialised
+    members = shadow_members(len(pool), k, job.seed)
+    scores = train_shadow(template, pool, members, recipe, job.seed, job.shadow, "cpu")
+    atomic_write(path, lambda tmp: np.save(tmp.open("wb"), scores))
+    return scores
+
+
 def train_original(job: Job) -> str:
     """Make sure the original for ``job.seed`` is in the cache; returns its weights' sha256."""
     return _original(job)[1]["sha256"]
@@ -119,6 +163,11 @@ def train_original(job: Job) -> str:
 
 def train_retrain(job: Job) -> str:
     return _retrain(job)[1]["sha256"]
+
+
+def train_lira_shadow(job: Job) -> None:
+    """Make sure LiRA shadow ``job.shadow`` of ``job.seed`` is in the cache."""
+    _shadow_scores(job)
 
 
 def _per_class_accuracy(outputs: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[float]:
@@ -144,8 +193,11 @@ def run_method(job: Job) -> dict:
     result = unlearn(original, task, entry.name, seed=job.seed, **entry.config)
     models = {"original": original, "retrain": retrained, entry.key: result.model}
     logs = {"retrain": RunLog(**retrain_card["run"]), entry.key: result.log}
-    options = {**s.metric_options}
-    options["lira"] = {"recipe": s.recipe.model_dump(mode="json"), **options.get("lira", {})}  # shadows: same recipe
+    options = metric_options(s)
+    if s.uses_lira:
+        k, recipe = lira_settings(options)
+        shadows = [_shadow_scores(Job(s, job.cache_dir, job.seed, shadow=i)) for i in range(k)]
+        remember_shadows(task, original, k, recipe, job.seed, np.stack(shadows))
     report = evaluate(task, models, logs=logs, metrics=s.metrics, seed=job.seed, options=options)
     record = {
         "key": job.key,

@@ -19,9 +19,18 @@ import torch
 
 from obliviate.atomic import atomic_write_text
 from obliviate.evaluation import _version
+from obliviate.metrics.lira import lira_settings
 from obliviate.progress import Progress
 from obliviate.runner.executor import SerialExecutor
-from obliviate.runner.jobs import LOSS_EDGES, Job, run_method, train_original, train_retrain
+from obliviate.runner.jobs import (
+    LOSS_EDGES,
+    Job,
+    metric_options,
+    run_method,
+    train_lira_shadow,
+    train_original,
+    train_retrain,
+)
 from obliviate.runner.suite import Suite
 
 BASE_ROWS = ("original", "retrain")
@@ -125,8 +134,12 @@ def run_suite(
         phases = [
             ("originals", train_original, [Job(suite, cache, s) for s in seeds], None),
             ("retrained references", train_retrain, [Job(suite, cache, s, sc) for sc, s in pairs], None),
-            ("methods", run_method, pending, save),
         ]
+        if suite.uses_lira:
+            k, _ = lira_settings(metric_options(suite))
+            shadows = [Job(suite, cache, s, shadow=i) for s in seeds for i in range(k)]
+            phases.append(("LiRA shadow models", train_lira_shadow, shadows, None))
+        phases.append(("methods", run_method, pending, save))
         for label, fn, items, on_result in phases:
             with Progress(label, total=len(items), enabled=progress) as bar:
 

@@ -94,6 +94,11 @@ class Suite(BaseModel):
             raise ValueError(f"unknown metrics {unknown}; known: {sorted(METRICS)}")
         return self
 
+    @property
+    def uses_lira(self) -> bool:
+        """LiRA is off by default (it trains shadow models): only a suite that names it runs it."""
+        return "lira" in (self.metrics or [])
+
     def config_hash(self) -> str:
         """Hash of the whole validated suite, recorded in results.json."""
         return stable_hash(self.model_dump(mode="json"))
