@@ -30,7 +30,14 @@ class GKTConfig(MethodConfig):
     teacher's forget-class log-probability above ``log(gate)``. Without it the generator drifted,
     within 15 iterations on digits, to samples that all fail the gate; with no gated sample left
     neither network ever got another gradient. The hinge is zero for samples that pass the gate,
-    so it changes nothing once the generator stays in the retained classes' region."""
+    so it changes nothing once the generator stays in the retained classes' region.
+
+    A second addition, ``diversity`` (DAFL's information-entropy term): the generator is rewarded
+    for the entropy of the teacher's mean prediction over a batch, so its samples spread over the
+    classes. Without it, on MNIST-5k's AllCNN the generator collapsed to samples of one class
+    and the student stayed at chance (11% retained accuracy after 100 iterations, also after
+    200); with weight 5 it reached 23% after 100 and 41% after 400 iterations. On digits it
+    changed little (mean retained accuracy over two models x 100/200 iterations: 73.5% vs 72.8%)."""
 
     iterations: int = Field(400, ge=1, description="generator updates; each is followed by student_steps")
     student_steps: int = Field(5, ge=1)
@@ -44,6 +51,9 @@ class GKTConfig(MethodConfig):
     gate: float = Field(0.01, gt=0, le=1, description="drop samples with teacher prob above this for a forget class")
     avoid_forget: float = Field(
         1.0, ge=0, description="generator hinge on teacher forget log-prob above log(gate); keeps batches non-empty"
+    )
+    diversity: float = Field(
+        5.0, ge=0, description="generator reward: entropy of the teacher's mean prediction over a batch (class spread)"
     )
     check_every: int = Field(20, ge=1, description="iterations between checkpoint checks")
     probes_per_class: int = Field(32, ge=1, description="inverted inputs per class for the stopping rule")
@@ -212,6 +222,8 @@ def gated_knowledge_transfer(
             for iteration in range(1, cfg.iterations + 1):
                 x, t_logits, keep = sample()
                 loss_g = cfg.avoid_forget * F.relu(forget_logprob(t_logits) - math.log(cfg.gate)).mean()
+                mean_p = t_logits.softmax(1).mean(0)
+                loss_g = loss_g + cfg.diversity * (mean_p * mean_p.clamp_min(1e-12).log()).sum()
                 if keep.any():
                     loss_g = loss_g - kl(student(x[keep]), t_logits[keep])
                 opt_g.zero_grad(set_to_none=True)
