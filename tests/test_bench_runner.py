@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from obliviate.cli import app
 from obliviate.runner.executor import SerialExecutor, make_executor
+from obliviate.runner.jobs import Job, train_lira_shadow
 from obliviate.runner.run import run_suite
 from obliviate.runner.suite import Suite
 
@@ -223,6 +224,16 @@ def test_lira_shadows_are_jobs_trained_once_per_seed_and_match_evaluate(lira_run
     suite = Suite.model_validate({**LIRA_SUITE, "methods": SUITE["methods"][1:]})  # another method: same shadows
     rerun = run_suite(suite, lira_run["root"] / "other", cache_dir=cache)
     assert rerun.ran == 2 and cache_state(cache) == before
+
+
+def test_a_corrupt_shadow_file_is_retrained_not_trusted(lira_run):
+    cache = lira_run["root"] / "cache"
+    job = Job(lira_run["suite"], str(cache), seed=0, shadow=1)
+    good = train_lira_shadow(job)
+    path = next(p for p in cache.glob("lira-shadow-*.npy") if np.array_equal(np.load(p), good))
+    path.write_bytes(b"not an array")
+    assert np.array_equal(train_lira_shadow(job), good)  # retrained: the same seeded shadow
+    assert np.array_equal(np.load(path), good)
 
 
 def test_ray_executor_gives_the_serial_numbers(lira_run):

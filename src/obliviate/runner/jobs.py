@@ -125,8 +125,9 @@ def metric_options(suite: Suite) -> dict:
     return options
 
 
-def _shadow_scores(job: Job) -> np.ndarray:
-    """Scores of LiRA shadow ``job.shadow`` on the whole pool, from the cache or trained now."""
+def train_lira_shadow(job: Job) -> np.ndarray:
+    """Scores of LiRA shadow ``job.shadow`` of ``job.seed`` on the whole pool, from the cache or
+    trained (and cached) now."""
     s = job.suite
     split = _split(s.data, s.kind, s.target, s.split_seed)
     k, recipe = lira_settings(metric_options(s))
@@ -152,7 +153,12 @@ def _shadow_scores(job: Job) -> np.ndarray:
     template, _ = _original(job)  # only its architecture matters: the shadow is re-initialised
     members = shadow_members(len(pool), k, job.seed)
     scores = train_shadow(template, pool, members, recipe, job.seed, job.shadow, "cpu")
-    atomic_write(path, lambda tmp: np.save(tmp.open("wb"), scores))
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as fh:  # a file object: np.save would add ".npy" to a path
+            np.save(fh, scores)
+
+    atomic_write(path, write)
     return scores
 
 
@@ -163,11 +169,6 @@ def train_original(job: Job) -> str:
 
 def train_retrain(job: Job) -> str:
     return _retrain(job)[1]["sha256"]
-
-
-def train_lira_shadow(job: Job) -> None:
-    """Make sure LiRA shadow ``job.shadow`` of ``job.seed`` is in the cache."""
-    _shadow_scores(job)
 
 
 def _per_class_accuracy(outputs: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[float]:
@@ -196,7 +197,7 @@ def run_method(job: Job) -> dict:
     options = metric_options(s)
     if s.uses_lira:
         k, recipe = lira_settings(options)
-        shadows = [_shadow_scores(Job(s, job.cache_dir, job.seed, shadow=i)) for i in range(k)]
+        shadows = [train_lira_shadow(Job(s, job.cache_dir, job.seed, shadow=i)) for i in range(k)]
         remember_shadows(task, original, k, recipe, job.seed, np.stack(shadows))
     report = evaluate(task, models, logs=logs, metrics=s.metrics, seed=job.seed, options=options)
     record = {
