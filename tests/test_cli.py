@@ -115,6 +115,15 @@ def test_corrupt_checkpoint_is_refused(trained_file, tmp_path, monkeypatch, caps
     assert code == 2 and "sha256" in err
 
 
+def test_library_warnings_print_as_one_line(trained_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "ssd.safetensors"
+    args = ["forget", "--model", str(trained_file), "--out", str(out), "--method", "ssd", "--classes", "3"]
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--set", "alpha=1e9")
+    assert code == 0 and out.exists()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: ssd dampened no weight") and "UserWarning" not in err
+
+
 def test_methods_lists_registry(monkeypatch, capsys):
     code, stdout, _ = run_cli(monkeypatch, capsys, "methods")
     assert code == 0 and "gradient_ascent" in stdout and "retrain" in stdout

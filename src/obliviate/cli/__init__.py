@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+import warnings
 
 from pydantic import ValidationError
 
@@ -15,17 +16,24 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err_console.print(f"warning: {message}", markup=False)
+
+
 def main() -> None:
-    """Run the CLI; expected failures print one line and exit 2, never a traceback."""
-    try:
-        app()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        err_console.print(f"error: invalid {'.'.join(map(str, first['loc'])) or 'input'}: {first['msg']}")
-        sys.exit(2)
-    except USER_ERRORS as exc:
-        err_console.print(f"error: {exc}")
-        sys.exit(2)
+    """Run the CLI; expected failures print one line and exit 2, never a traceback; library
+    warnings (an SSD run that dampened nothing, say) print as one line too."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        try:
+            app()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            err_console.print(f"error: invalid {'.'.join(map(str, first['loc'])) or 'input'}: {first['msg']}")
+            sys.exit(2)
+        except USER_ERRORS as exc:
+            err_console.print(f"error: {exc}")
+            sys.exit(2)
 
 
 __all__ = ["app", "main"]
