@@ -118,6 +118,25 @@ def test_emmn_forgets_and_keeps(setting):
     assert sum(forget_accs) / len(forget_accs) <= 25
 
 
+def test_emmn_rounds_learn_fresh_noise_against_the_updated_model(setting, monkeypatch):
+    import obliviate.methods.emmn as emmn
+
+    task, original = setting
+    seen = []
+    real = emmn.class_noise
+
+    def spy(model, labels, *args, **kwargs):
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return real(model, labels, *args, **kwargs)
+
+    monkeypatch.setattr(emmn, "class_noise", spy)
+    two = unlearn(original, task, "emmn", seed=0, rounds=2, **TINY["emmn"])
+    one = unlearn(original, task, "emmn", seed=0, **TINY["emmn"])
+    assert len(seen) == 3 and two.log.steps == 2 * one.log.steps
+    assert all(torch.equal(v, seen[0][k]) for k, v in original.state_dict().items())
+    assert any(not torch.equal(v, seen[0][k]) for k, v in seen[1].items())  # round 2 saw the impaired model
+
+
 def test_model_inversion_forgets_and_keeps(setting):
     task, original = setting
     model = unlearn(original, task, "model_inversion", seed=0, per_class=30, steps=100, epochs=20).model
