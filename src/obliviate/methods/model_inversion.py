@@ -20,12 +20,17 @@ class ModelInversionConfig(MethodConfig):
     """DeepInversion settings scaled down for CPUs (the paper runs thousands of steps per batch).
     A fresh student is the default because a copy of the model would start out knowing the
     forget classes; distillation uses the teacher's outputs with the forget classes masked
-    out, so the student never gets a target that points at a forgotten class."""
+    out, so the student never gets a target that points at a forgotten class.
+
+    ``bn_weight`` is 10, not DeepInversion's usual 1: on MNIST-5k's AllCNN (100 steps, 100 rows
+    per class, seed 0) the student kept 20% of the retained classes at 1 and 43% at 10 (40% at
+    30); on digits' SmallCNN (30 rows per class, three models) 10 gave 79% against 81% at 1.
+    More synthesis steps did not help there (300: 20%), more distillation epochs did (60: 46%)."""
 
     per_class: int = Field(100, ge=1, description="synthetic inputs per retained class")
     steps: int = Field(200, ge=1, description="optimisation steps per synthesis batch")
     synthesis_lr: float = Field(0.1, gt=0)
-    bn_weight: float = Field(1.0, ge=0, description="weight of the BatchNorm-statistics prior")
+    bn_weight: float = Field(10.0, ge=0, description="weight of the BatchNorm-statistics prior")
     tv_weight: float = Field(0.1, ge=0, description="weight of the total-variation (smoothness) prior")
     synthesis_batch: int = Field(256, ge=2)
     keep: float = Field(1.0, gt=0, le=1, description="entropy filter: keep this fraction of the most confident rows")
