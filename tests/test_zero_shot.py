@@ -206,6 +206,7 @@ def test_gkt_checkpoint_rule_stops_before_forget_accuracy_leaks_back(gkt_run):
     assert last["forget_acc"] >= 50, "the injected leak should have brought the forget class back by the end"
     assert result.best_iteration <= LEAK_FROM
     assert accuracy(result.student, task.forget_test) <= min(10, last["forget_acc"])
+    assert accuracy(result.student, task.retain_test) >= 55  # the kept checkpoint still knows the rest
     # the rule saw the leak through its data-free signal, not through the real accuracies
     assert last["forget_prob"] > best["forget_prob"]
 

@@ -142,14 +142,14 @@ def train_lira_shadow(job: Job) -> np.ndarray:
         }
     )
     path = Path(job.cache_dir) / f"lira-shadow-{stable_hash(identity)}.npy"
-    pool = shadow_pool(split.train, split.test)
     if path.exists():
         try:
             scores = np.load(path, allow_pickle=False)
-            if scores.shape == (len(pool),):
+            if scores.shape == (len(split.train) + len(split.test),):
                 return scores
         except (OSError, ValueError):
             pass  # a corrupt entry is retrained, not trusted
+    pool = shadow_pool(split.train, split.test)
     template, _ = _original(job)  # only its architecture matters: the shadow is re-initialised
     members = shadow_members(len(pool), k, job.seed)
     scores = train_shadow(template, pool, members, recipe, job.seed, job.shadow, "cpu")
