@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
 
 from obliviate import DataAccessError, ForgetSpec, ForgetSpecError, UnlearningTask
-from obliviate.data import Dataset, DataSplit
+from obliviate.data import Dataset, DataSplit, split_dataset
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +103,23 @@ def test_view_enforces_needs(tiny_split):
             getattr(view, name)
     with pytest.raises(ValueError, match="unknown data views"):
         task.view(frozenset({"everything"}))
+
+
+def test_keys_select_every_row_of_a_record_and_survive_the_split():
+    data = Dataset(torch.rand(40, 3), torch.arange(40) % 2, keys=[f"p{i % 10}" for i in range(40)])
+    split = split_dataset(data, 0.25, seed=1)
+    task = UnlearningTask.build(split, ForgetSpec(keys=["p3", "p7"]))
+    forgotten = split.train.keys[task.forget_idx.numpy()]
+    assert set(forgotten) == {"p3", "p7"}
+    assert len(forgotten) == int(np.isin(split.train.keys, ["p3", "p7"]).sum())
+    assert not np.isin(split.train.keys[task.retain_idx.numpy()], ["p3", "p7"]).any()
+    assert len(task.forget_test) == 0
+    with pytest.raises(ForgetSpecError, match="unknown keys"):
+        UnlearningTask.build(split, ForgetSpec(keys=["p3", "nobody"]))
+
+
+def test_default_keys_are_row_numbers_of_the_data_as_given():
+    data = Dataset(torch.rand(30, 2), torch.arange(30) % 3)
+    split = split_dataset(data, 0.2, seed=0)
+    assert sorted(np.concatenate([split.train.keys, split.test.keys]).tolist()) == list(range(30))
+    assert torch.equal(split.train.X, data.X[torch.from_numpy(split.train.keys)])

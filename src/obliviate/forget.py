@@ -21,7 +21,8 @@ class ForgetSpec(BaseModel):
     """A declarative, serialisable description of the training rows to forget.
 
     Exactly one selector is set: ``classes``, ``subclass`` (super-class, sub-class),
-    ``indices``, ``fraction`` (random rows, drawn with ``seed``), ``target_range``
+    ``keys`` (every training row whose record key is listed; keys are compared as strings),
+    ``indices`` (row positions in the training set), ``fraction`` (random rows, drawn with ``seed``), ``target_range``
     (regression targets in ``[lo, hi]``), ``time_window`` (rows whose target time, from
     ``Dataset.times``, lies in ``[t0, t1]``) or ``series_ids`` (every row of those series,
     from ``Dataset.series``).
@@ -31,6 +32,7 @@ class ForgetSpec(BaseModel):
 
     classes: list[int] | None = None
     subclass: tuple[int, int] | None = None
+    keys: list[str | int] | None = None
     indices: list[int] | None = None
     fraction: float | None = Field(default=None, gt=0.0, lt=1.0)
     seed: int = 0
@@ -47,11 +49,13 @@ class ForgetSpec(BaseModel):
             raise ValueError(f"target_range lower bound exceeds upper bound: {self.target_range}")
         if self.time_window is not None and self.time_window[0] > self.time_window[1]:
             raise ValueError(f"time_window start is after its end: {self.time_window}")
+        if self.keys is not None and len({str(k) for k in self.keys}) != len(self.keys):
+            raise ValueError(f"duplicate keys in {self.keys[:10]}")
         if self.series_ids is not None and len(set(self.series_ids)) != len(self.series_ids):
             raise ValueError(f"duplicate series ids in {self.series_ids}")
         return self
 
-    _SELECTORS = ("classes", "subclass", "indices", "fraction", "target_range", "time_window", "series_ids")
+    _SELECTORS = ("classes", "subclass", "keys", "indices", "fraction", "target_range", "time_window", "series_ids")
 
     @property
     def scenario(self) -> str:
@@ -128,6 +132,13 @@ class ForgetSpec(BaseModel):
             if (counts > 1).any():
                 raise ForgetSpecError(f"duplicate indices: {uniq[counts > 1][:10].tolist()}")
             forget = torch.tensor(np.sort(idx))
+        elif self.keys is not None:
+            wanted = np.asarray([str(k) for k in self.keys])
+            have = train.keys.astype(str)
+            unknown = wanted[~np.isin(wanted, have)]
+            if len(unknown):
+                raise ForgetSpecError(f"{len(unknown)} unknown keys (not in the training rows): {unknown[:5].tolist()}")
+            forget = torch.from_numpy(np.flatnonzero(np.isin(have, wanted)))
         elif self.fraction is not None:
             k = int(round(self.fraction * n))
             gen = torch.Generator().manual_seed(self.seed)
@@ -143,7 +154,7 @@ class ForgetSpec(BaseModel):
     def test_rows(self, test: Dataset) -> Tensor:
         """Test rows of the forgotten class / sub-class / range / time window / series (empty for
         row-level requests)."""
-        if self.indices is not None or self.fraction is not None:
+        if self.indices is not None or self.fraction is not None or self.keys is not None:
             return torch.zeros(0, dtype=torch.long)
         return torch.nonzero(self._row_mask(test)).flatten()
 

@@ -24,6 +24,10 @@ class Dataset:
     ``subclasses`` holds a fine label per row when ``y`` is a super-class (for example
     CIFAR-100 coarse labels with the fine label kept), so that a sub-class can be forgotten
     while the model still predicts super-classes.
+
+    ``keys`` gives every row a stable record key (a user id, a file row): requests, cards and
+    audit records speak in keys, never in positions of a shuffled split. Without keys, a row's
+    key is its row number in the data as given (before any split).
     """
 
     X: Tensor
@@ -36,6 +40,7 @@ class Dataset:
     meta: dict = field(default_factory=dict)
     times: Tensor | None = None
     series: Tensor | None = None
+    keys: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         X = torch.as_tensor(self.X)
@@ -77,6 +82,7 @@ class Dataset:
                 object.__setattr__(self, name, values)
         object.__setattr__(self, "X", X)
         object.__setattr__(self, "y", y)
+        object.__setattr__(self, "keys", _as_keys(self.keys, len(y), self.name))
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, {self.kind}, rows={len(self)}, input_shape={self.input_shape})"
@@ -115,6 +121,7 @@ class Dataset:
             subclasses=pick(self.subclasses),
             times=pick(self.times),
             series=pick(self.series),
+            keys=self.keys[idx.numpy()],
         )
 
     def group_classes(self, groups: list[list[int]], names: list[str] | None = None) -> Dataset:
@@ -147,6 +154,20 @@ class Dataset:
             h.update(str(tuple(t.shape)).encode())
             h.update(t.contiguous().numpy().tobytes())
         return h.hexdigest()
+
+
+def _as_keys(keys, n: int, name: str) -> np.ndarray:
+    """Record keys as a 1-D numpy array (ints or strings), one per row; row numbers by default.
+
+    Keys may repeat: a person's key marks every row of that person."""
+    if keys is None:
+        return np.arange(n)
+    arr = np.asarray(keys)
+    if arr.ndim != 1 or len(arr) != n:
+        raise DataError(f"{name}: keys must be one per row ({n}), got shape {arr.shape}")
+    if arr.dtype.kind not in "iuU":
+        arr = arr.astype(str)
+    return arr
 
 
 @dataclass(frozen=True)
