@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
 
 from obliviate import ForgetSpec, TrainConfig, UnlearningTask, build_model, fit, load_data
 
 torch.set_num_threads(2)
+# Pipeline audit keys live outside every home; in tests, in one throw-away folder.
+os.environ.setdefault("OBLIVIATE_KEY_DIR", tempfile.mkdtemp(prefix="obliviate-keys-"))
 
 DIGITS_RECIPE = TrainConfig(optimizer="adam", lr=2e-3, epochs=12, batch_size=64, seed=0)
 

@@ -15,6 +15,7 @@ from obliviate import TrainConfig, build_model, fit, load_data
 from obliviate.checkpoint import file_sha256
 from obliviate.forget import ForgetSpec
 from obliviate.pipeline import DataSource, Pipeline, PipelineConfig
+from obliviate.pipeline.integrity import check
 from obliviate.pipeline.ledger import Base
 
 torch.set_num_threads(1)
@@ -124,4 +125,5 @@ def check_consistency(pipe: Pipeline) -> dict:
         if r.state == "done":
             expected |= set(ForgetSpec.model_validate(r.spec).resolve(train).tolist())
     assert set(card["forgotten_rows"]) == expected, "the serving model forgot other rows than the done requests ask"
+    assert check(pipe) == [], "obliviate pipeline check finds a mismatch"
     return ledger.counts()

@@ -119,3 +119,36 @@ def test_crash_at_each_commit_step_is_repaired(tmp_path, monkeypatch, target, ex
         process(pipe)
     assert pipe.ledger.get(req.id).state == "done" and pipe.ledger.get(req.id).model_version == "v0002"
     check_consistency(pipe)
+
+
+def test_crash_after_a_rejection_is_recorded_closes_the_batch_once(tmp_path, monkeypatch):
+    """Killed between the audit record of a rejected batch and the ledger update: recovery closes
+    the batch as failed from the record (no second record), and removes torn temporary files."""
+    pipe = new_pipeline(tmp_path / "home", gates=["forget_acc <= 0"])
+    req, _ = pipe.submit("digits", {"indices": [4, 5]}, "hal")
+    original = pipe.ledger.move
+
+    def crash(batch, source, target, **values):
+        if target == "failed":
+            raise _Killed
+        return original(batch, source, target, **values)
+
+    monkeypatch.setattr(pipe.ledger, "move", crash)
+    with pytest.raises(_Killed):
+        process(pipe)
+    monkeypatch.undo()
+    leftovers = [pipe.audit.records / ".b.json.abc.tmp", pipe.audit.root / ".log.jsonl.abc.tmp"]
+    for path in leftovers:
+        path.write_text("{torn")
+    pipe.close()
+    pipe = Pipeline(tmp_path / "home")
+    with processing_lock(pipe.home):
+        repaired = recover(pipe)
+    assert len(repaired["closed_as_failed"]) == 1 and not repaired["rolled_back"]
+    failed = pipe.ledger.get(req.id)
+    assert failed.state == "failed" and "forget_acc <= 0" in failed.fail_reason
+    records = [e["record"] for e in pipe.audit.entries() if req.id in e["record"].get("request_ids", [])]
+    assert [r["outcome"] for r in records] == ["rejected"]
+    assert not any(p.exists() for p in leftovers)
+    assert process(pipe) == []
+    check_consistency(pipe)

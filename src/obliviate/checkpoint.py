@@ -1,17 +1,29 @@
-"""Model files: safetensors weights plus a JSON card saying how to rebuild and what produced them."""
+"""Model files: safetensors weights plus a JSON card saying how to rebuild and what produced them.
+
+Weights and card are one unit: both are written to temporary files and renamed under a lock
+beside the output (so two writers of the same path cannot interleave into one's weights with
+the other's card), and the card records the weights' sha256, which loading checks.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from obliviate.atomic import atomic_write, atomic_write_text
+from obliviate.atomic import atomic_write_many, locked
 from obliviate.models import build_model
+
+MAX_PARAMETERS = 2_000_000_000
+"""A card describing a larger model is refused before anything is allocated (8 GB of float32)."""
 
 
 class CheckpointError(ValueError):
@@ -30,20 +42,45 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def save_model(path: str | Path, model: nn.Module, card: dict | None = None) -> dict:
-    """Write weights and card atomically; refuses models not built by ``build_model``.
+def check_output(out: str | Path, source: str | Path) -> None:
+    """Refuse an output whose weights or card would land on the input's weights or card."""
+    outs = {Path(out).resolve(), card_path(out).resolve()}
+    ins = {Path(source).resolve(), card_path(source).resolve()}
+    if outs & ins:
+        raise CheckpointError(
+            f"--out {out} would overwrite the input model {source} or its card; the original is never modified"
+        )
 
-    The card gains ``architecture`` (to rebuild) and ``sha256`` (of the weights file).
-    Returns the card written.
+
+def save_model(
+    path: str | Path, model: nn.Module, card: dict | None = None, seal: Callable[[dict], dict] | None = None
+) -> dict:
+    """Write weights and card as one unit; refuses models not built by ``build_model``.
+
+    The card gains ``architecture`` (to rebuild) and ``sha256`` (of the weights file);
+    ``seal`` has the last word on it (the pipeline signs cards). Returns the card written.
     """
     path = Path(path)
+    if card_path(path) == path:
+        raise CheckpointError(f"{path}: a model file cannot end in .json (that name is its card's)")
     spec = getattr(model, "obliviate_spec", None)
     if spec is None:
         raise CheckpointError("only models made by obliviate.models.build_model can be saved with a card")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
-    full = {**(card or {}), "architecture": spec, "sha256": file_sha256(path)}
-    atomic_write_text(card_path(path), json.dumps(full, indent=2, default=str))
+    full: dict = {}
+
+    def write_weights(tmp: Path) -> None:
+        save_file(tensors, str(tmp))
+        content = {**(card or {}), "architecture": spec, "sha256": file_sha256(tmp)}
+        full.update(json.loads(json.dumps(content, default=str, allow_nan=True)))
+        if seal is not None:
+            full.update(seal(dict(full)))
+
+    def write_card(tmp: Path) -> None:
+        tmp.write_text(json.dumps(full, indent=2, allow_nan=True))
+
+    with locked(path):
+        atomic_write_many({path: write_weights, card_path(path): write_card})
     return full
 
 
@@ -52,30 +89,63 @@ def load_card(path: str | Path) -> dict:
     if not cpath.exists():
         raise CheckpointError(f"{path}: no model card {cpath.name} beside the weights")
     try:
-        return json.loads(cpath.read_text())
-    except json.JSONDecodeError as exc:
+        card = json.loads(cpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{cpath}: corrupt model card ({exc})") from None
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{cpath}: a model card is a JSON object, not {type(card).__name__}")
+    return card
+
+
+def build_checked(name: str, input_shape: tuple[int, ...], num_outputs: int, **kwargs) -> nn.Module:
+    """``build_model``, after building it on the meta device (no memory) to check its size, so
+    a forged card or a typo in ``hidden`` cannot make us try to allocate terabytes."""
+    with torch.device("meta"):
+        skeleton = build_model(name, input_shape, num_outputs, **kwargs)
+    size = sum(math.prod(t.shape) for t in skeleton.state_dict().values())
+    if size > MAX_PARAMETERS:
+        raise CheckpointError(f"model {name} with {kwargs} would hold {size:,} values (more than {MAX_PARAMETERS:,})")
+    return build_model(name, input_shape, num_outputs, **kwargs)
+
+
+def _build(path: Path, card: dict) -> nn.Module:
+    spec = card.get("architecture")
+    try:
+        args = (spec["architecture"], tuple(int(d) for d in spec["input_shape"]), int(spec["num_outputs"]))
+        return build_checked(*args, **dict(spec.get("kwargs") or {}))
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise CheckpointError(f"{path}: card does not describe a known architecture ({exc})") from None
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict]:
-    """Rebuild the model from its card and load the weights, checking the recorded hash."""
+    """Rebuild the model from its card and load the weights, checking the recorded hash.
+
+    Weights stored in another floating type (float64, say) are converted to the model's with
+    a warning: the model computes in its own precision either way, so the values it serves
+    are the converted ones.
+    """
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such model file")
-    card = load_card(path)
-    if card.get("sha256") and file_sha256(path) != card["sha256"]:
-        raise CheckpointError(f"{path}: weights do not match the sha256 in the card (file changed or corrupt)")
-    spec = card.get("architecture") or {}
+    with locked(path, shared=True):
+        if not path.exists():
+            raise CheckpointError(f"{path}: no such model file")
+        card = load_card(path)
+        if card.get("sha256") and file_sha256(path) != card["sha256"]:
+            raise CheckpointError(f"{path}: weights do not match the sha256 in the card (file changed or corrupt)")
+        model = _build(path, card)
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{path}: cannot load weights ({str(exc).splitlines()[0]})") from None
+    own = model.state_dict()
+    converted = sorted({str(t.dtype) for k, t in state.items() if t.dtype != own[k].dtype})
+    if converted:
+        kinds = ", ".join(converted)
+        warnings.warn(f"{path}: weights stored as {kinds} were converted to the model's types", stacklevel=2)
     try:
-        model = build_model(
-            spec["architecture"], tuple(spec["input_shape"]), spec["num_outputs"], **spec.get("kwargs", {})
-        )
-    except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path}: card does not describe a known architecture ({exc})") from None
-    try:
-        state = load_file(str(path))
         model.load_state_dict(state)
-    except (SafetensorError, RuntimeError, OSError) as exc:
+    except RuntimeError as exc:
         raise CheckpointError(f"{path}: cannot load weights ({str(exc).splitlines()[0]})") from None
     model.eval()
     return model, card

@@ -205,6 +205,25 @@ def models(
         _fail("; ".join(e for e in broken.values() if e))
 
 
+@pipeline_app.command("check")
+def check_cmd(home: Path = HomeOpt) -> None:
+    """Cross-check ledger, registry and audit log: signatures, hashes, and requests done <->
+    versions <-> forgotten rows <-> audit entries. Prints each mismatch; exits 1 if there is any."""
+    from obliviate.pipeline.integrity import check
+
+    pipe = _open(home)
+    problems = check(pipe)
+    for problem in problems:
+        err_console.print(f"mismatch: {problem}", markup=False)
+    if problems:
+        raise typer.Exit(1)
+    counts = pipe.ledger.counts()
+    console.print(
+        f"pipeline consistent: {len(pipe.registry.history())} versions, {len(pipe.audit.entries())} audit entries, "
+        f"{counts['done']} requests done"
+    )
+
+
 def _num(v) -> str:
     return "" if v is None else f"{v:.1f}"
 
@@ -232,11 +251,20 @@ app.command("process")(process_cmd)
 
 @audit_app.command("verify")
 def verify(home: Path = HomeOpt) -> None:
-    """Check the audit log's hash chain; reports the first broken entry and exits 1 if any."""
-    result = _open(home).audit.verify()
+    """Check the audit log's hash chain, its signatures and the ledger's copy of its hashes;
+    reports the first broken entry and exits 1 if any."""
+    from obliviate.pipeline.integrity import IntegrityError, verify_audit
+
+    pipe = _open(home)
+    result = pipe.audit.verify()
     if not result.ok:
         err_console.print(f"audit chain BROKEN at entry {result.broken_at} of {result.entries}: {result.problem}")
         raise typer.Exit(1)
+    try:
+        verify_audit(pipe)
+    except IntegrityError as exc:
+        err_console.print(f"audit chain BROKEN: {exc}")
+        raise typer.Exit(1) from None
     console.print(f"audit chain intact: {result.entries} entries")
 
 

@@ -1,9 +1,12 @@
 """The audit trail: one JSON + HTML record per processed batch, chained in an append-only log.
 
-Each log line holds the record itself, the hash of the previous line and its own hash
-(sha256 of the canonical JSON of everything else), so editing, removing or reordering an
-entry breaks the chain from that entry on. The log is rewritten through a temporary file
-and a rename, so a crash leaves the old log or the new one, never a torn line.
+Each log line holds the record itself, the hash of the previous line, its own hash (sha256
+of the canonical JSON of everything else) and, in a pipeline, an HMAC of all that under the
+pipeline's key, so editing, removing or reordering an entry breaks the chain from that entry
+on, and re-hashing an edited chain breaks the signatures. Dropping entries from the end keeps
+a valid chain, which is why the pipeline also records each new head in the ledger and in the
+next model card (see ``obliviate.pipeline.integrity``). The log is rewritten through a
+temporary file and a rename, so a crash leaves the old log or the new one, never a torn line.
 """
 
 from __future__ import annotations
@@ -16,16 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from obliviate.atomic import atomic_write_text
+from obliviate.pipeline.signing import Signer, canonical
 
 GENESIS = "0" * 64
 
 
 class AuditError(ValueError):
     """An audit record that does not exist or cannot be read."""
-
-
-def canonical(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
 
 
 def sha256_text(text: str) -> str:
@@ -51,8 +51,9 @@ class Verification:
 class AuditLog:
     """``log.jsonl`` plus ``records/<batch>.json`` and ``.html`` under one folder."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, signer: Signer | None = None):
         self.root = Path(root)
+        self.signer = signer
         self.log_path = self.root / "log.jsonl"
         self.records = self.root / "records"
         self.records.mkdir(parents=True, exist_ok=True)
@@ -76,11 +77,25 @@ class AuditLog:
             "prev_hash": prev,
         }
         entry["hash"] = sha256_text(canonical(entry))
+        if self.signer is not None:
+            entry["mac"] = self.signer.sign(entry)
         name = record["batch_id"]
         atomic_write_text(self.records / f"{name}.json", json.dumps(entry, indent=2, allow_nan=True))
         atomic_write_text(self.records / f"{name}.html", render_html(entry))
         atomic_write_text(self.log_path, "\n".join([*lines, canonical(entry)]) + "\n")
         return entry
+
+    def head(self) -> tuple[int, str]:
+        """Sequence number and hash of the last entry ((-1, GENESIS) for an empty log)."""
+        entries = self.entries()
+        return (entries[-1]["seq"], entries[-1]["hash"]) if entries else (-1, GENESIS)
+
+    def clean(self) -> list[Path]:
+        """Remove temporary files an interrupted write left behind; returns them."""
+        leftovers = [*self.root.glob(".*.tmp"), *self.records.glob(".*.tmp")]
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return leftovers
 
     def record(self, batch_id: str) -> dict:
         """The log entry of one batch, read from the chained log (the files beside it are views)."""
@@ -98,7 +113,7 @@ class AuditLog:
         for i, line in enumerate(lines):
             try:
                 entry = json.loads(line)
-                body = {k: v for k, v in entry.items() if k != "hash"}
+                body = {k: v for k, v in entry.items() if k not in ("hash", "mac")}
                 stored = entry["hash"]
                 link = entry["prev_hash"]
                 seq = entry["seq"]
@@ -110,6 +125,8 @@ class AuditLog:
                 return Verification(len(lines), i, f"entry {i} does not link to the hash of entry {i - 1}")
             if sha256_text(canonical(body)) != stored:
                 return Verification(len(lines), i, f"entry {i} was modified (its hash does not match its content)")
+            if self.signer is not None and not self.signer.valid(entry):
+                return Verification(len(lines), i, f"entry {i} does not carry a valid signature (forged or re-hashed)")
             prev = stored
         return Verification(len(lines))
 

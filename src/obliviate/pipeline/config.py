@@ -57,6 +57,9 @@ class PipelineConfig(BaseModel):
     seed: int = 0
     device: str = "cpu"
     max_rows_per_request: int = Field(100_000, ge=1)
+    audit_key_file: str | None = Field(
+        None, description="HMAC key signing audit entries, cards and the pointer; outside the home (set at init)"
+    )
 
     @field_validator("gates")
     @classmethod

@@ -52,6 +52,17 @@ class RequestRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class AuditHeadRow(Base):
+    """One row per audit-log entry: the ledger's own copy of the chain's hashes, so a log cut
+    short (or replaced by an older copy) no longer matches the database beside it."""
+
+    __tablename__ = "obliviate_audit_heads"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 @dataclass(frozen=True)
 class Request:
     """A ledger row as plain data (detached from any database session)."""
@@ -239,6 +250,21 @@ class Ledger:
             state = self.get(request_id).state
             raise LedgerError(f"request {request_id} is {state}; only failed requests can be retried")
         return self.get(request_id)
+
+    def anchor(self, seq: int, hash_: str) -> None:
+        """Record that the audit log's entry ``seq`` has hash ``hash_`` (idempotent; a different
+        hash for a recorded entry is refused)."""
+        with self._session.begin() as s:
+            row = s.get(AuditHeadRow, seq)
+            if row is None:
+                s.add(AuditHeadRow(seq=seq, hash=hash_, created_at=_now()))
+            elif row.hash != hash_:
+                raise LedgerError(f"audit entry {seq} was recorded with another hash")
+
+    def anchors(self) -> list[tuple[int, str]]:
+        """Every recorded audit entry as (seq, hash), in order."""
+        with self._session() as s:
+            return [(r.seq, r.hash) for r in s.scalars(select(AuditHeadRow).order_by(AuditHeadRow.seq))]
 
     def open_batches(self) -> list[str]:
         """Batch ids that still have scheduled or running requests (interrupted work after a crash)."""

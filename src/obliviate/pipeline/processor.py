@@ -9,10 +9,15 @@ Order of effects for one batch, chosen so a crash at any point can be repaired:
    rename: the commit point), then the audit record, then ledger ``running -> done``.
 
 ``recover`` runs before any new work, under the processing lock: a batch left open whose
-version is in the promotion history is rolled forward (audit written if missing, requests
-marked done); any other open batch is rolled back to ``received`` (it will be retried),
-and versions that were written but never promoted are deleted. So each request is either
-done exactly once, or pending/failed, and the ledger agrees with the registry.
+outcome is already in the audit log is finished as recorded (done or failed); one whose
+version is in the promotion history is rolled forward (audit written, requests marked
+done); any other open batch is rolled back to ``received`` (it will be retried), and
+versions that were written but never promoted are deleted. So each request is either done
+exactly once, or pending/failed, and the ledger agrees with the registry and the audit log.
+
+Before a batch is claimed the serving model is loaded through ``verify_serving``: a home
+whose pointer, cards, weights, audit log or ledger anchors were altered is refused, so no
+request is left running and no version is ever built from a model that was swapped in.
 """
 
 from __future__ import annotations
@@ -24,13 +29,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from obliviate.checkpoint import file_sha256
 from obliviate.evaluation import evaluate
 from obliviate.forget import ForgetSpec, ForgetSpecError
 from obliviate.methods import MethodError, unlearn
 from obliviate.pipeline.audit import rows_sha256
 from obliviate.pipeline.batching import plan_batch
 from obliviate.pipeline.gates import check_gates
+from obliviate.pipeline.integrity import anchor_tail, spec_sha256, verify_serving
 from obliviate.pipeline.workspace import Pipeline
 
 
@@ -64,28 +69,44 @@ def processing_lock(home: Path, wait: bool = False):
 
 
 def recover(pipe: Pipeline) -> dict[str, list[str]]:
-    """Repair what an interrupted processor left; call only while holding the lock."""
-    history = pipe.registry.history()
+    """Repair what an interrupted processor left; call only while holding the lock.
+
+    Refuses (``IntegrityError``) a home whose audit log or serving pointer was altered, before
+    deleting anything: an edited promotion history must not make promoted versions look like
+    leftovers.
+    """
+    anchor_tail(pipe)
+    history = pipe.registry.verified_pointer()["history"]
     by_batch = {pipe.registry.card(v).get("batch_id"): v for v in history}
-    done, retried = [], []
+    recorded = {e["record"].get("batch_id"): e["record"] for e in pipe.audit.entries()}
+    done, failed, retried = [], [], []
     for batch_id in pipe.ledger.open_batches():
-        version = by_batch.get(batch_id)
-        if version is not None:
-            if not pipe.audit.has(batch_id):
-                pipe.audit.append(_record(pipe, version, pipe.registry.card(version), "promoted"))
-            pipe.ledger.move(batch_id, "scheduled", "running")
-            pipe.ledger.move(batch_id, "running", "done", model_version=version, fail_reason=None)
+        version, rec = by_batch.get(batch_id), recorded.get(batch_id)
+        if rec is not None and rec["outcome"] in ("rejected", "error"):
+            _close(pipe, batch_id, "failed", fail_reason="; ".join(rec.get("reasons", [])))
+            failed.append(batch_id)
+        elif rec is not None or version is not None:
+            if rec is None:
+                rec = pipe.record(_record(pipe, version, pipe.registry.card(version), "promoted"))["record"]
+            _close(pipe, batch_id, "done", model_version=rec["model_after"], fail_reason=None)
             done.append(batch_id)
         else:
             for state in ("scheduled", "running"):
                 pipe.ledger.move(batch_id, state, "received", batch_id=None)
             retried.append(batch_id)
-    discarded = [v for v in pipe.registry.versions() if v not in history]
+    last = int(history[-1][1:]) if history else 0
+    discarded = [v for v in pipe.registry.versions() if v not in history and int(v[1:]) > last]
     for version in discarded:
         pipe.registry.discard(version)
     for tmp in pipe.registry.root.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
-    return {"rolled_forward": done, "rolled_back": retried, "discarded_versions": discarded}
+    pipe.audit.clean()
+    return {"rolled_forward": done, "closed_as_failed": failed, "rolled_back": retried, "discarded_versions": discarded}
+
+
+def _close(pipe: Pipeline, batch_id: str, target: str, **values) -> None:
+    pipe.ledger.move(batch_id, "scheduled", "running")
+    pipe.ledger.move(batch_id, "running", target, **values)
 
 
 def _record(pipe: Pipeline, version: str | None, card: dict, outcome: str, **extra) -> dict:
@@ -96,6 +117,7 @@ def _record(pipe: Pipeline, version: str | None, card: dict, outcome: str, **ext
         "batch_id": card["batch_id"],
         "outcome": outcome,
         "request_ids": card["request_ids"],
+        "request_specs_sha256": {rid: spec_sha256(spec) for rid, spec in card.get("request_specs", {}).items()},
         "dataset": pipe.config.dataset.name,
         "data_fingerprint": card.get("data", {}).get("fingerprint"),
         "mode": pipe.config.mode,
@@ -106,7 +128,7 @@ def _record(pipe: Pipeline, version: str | None, card: dict, outcome: str, **ext
         "metrics": card.get("metrics", {}),
         "parent_metrics": card.get("parent_metrics", {}),
         "model_before": before,
-        "sha256_before": pipe.registry.card(before)["sha256"] if before else None,
+        "sha256_before": pipe.registry.card(before).get("sha256") if before else None,
         "model_after": version,
         "sha256_after": card.get("sha256") if version else None,
         "forgotten_rows": len(card.get("batch_rows", [])),
@@ -119,17 +141,22 @@ def _record(pipe: Pipeline, version: str | None, card: dict, outcome: str, **ext
 def process_batch(pipe: Pipeline) -> BatchOutcome | None:
     """Claim and serve one batch; None when no request is waiting. Call while holding the lock."""
     cfg = pipe.config
+    if not pipe.ledger.list(state="received", limit=1):
+        return None
+    parent, model, parent_card = verify_serving(pipe)
     batch_id, requests = pipe.ledger.claim(cfg.batch_size)
     if not requests:
         return None
     start = time.perf_counter()
     ids = [r.id for r in requests]
     pipe.ledger.move(batch_id, "scheduled", "running")
-    parent, model, parent_card = pipe.registry.load_serving()
+    seq, head = pipe.audit.head()
     card = {
         "parent": parent,
         "batch_id": batch_id,
         "request_ids": ids,
+        "request_specs": {r.id: r.spec for r in requests},
+        "audit_head": {"seq": seq, "hash": head},
         "method": cfg.effective_method,
         "config": cfg.effective_method_config,
         "batch_rows": [],
@@ -151,7 +178,7 @@ def process_batch(pipe: Pipeline) -> BatchOutcome | None:
         )  # fmt: skip
     except (ForgetSpecError, MethodError, FloatingPointError, ValueError, KeyError) as exc:
         reason = f"{type(exc).__name__}: {exc}"
-        pipe.audit.append(_record(pipe, None, card, "error", reasons=[reason]))
+        pipe.record(_record(pipe, None, card, "error", reasons=[reason]))
         pipe.ledger.move(batch_id, "running", "failed", fail_reason=reason)
         return BatchOutcome(batch_id, ids, "error", None, [reason], time.perf_counter() - start)
     metrics = report.models["candidate"].metrics
@@ -170,19 +197,19 @@ def process_batch(pipe: Pipeline) -> BatchOutcome | None:
     )
     reasons = check_gates(cfg.gates, plan.spec.scenario, metrics, report.models["parent"].metrics)
     if reasons:
-        pipe.audit.append(_record(pipe, None, card, "rejected", reasons=reasons))
+        pipe.record(_record(pipe, None, card, "rejected", reasons=reasons))
         pipe.ledger.move(batch_id, "running", "failed", fail_reason="; ".join(reasons))
         return BatchOutcome(batch_id, ids, "rejected", None, reasons, time.perf_counter() - start, metrics)
     version = pipe.registry.write(result.model, card)
     pipe.registry.promote(version)
-    pipe.audit.append(_record(pipe, version, pipe.registry.card(version), "promoted"))
+    pipe.record(_record(pipe, version, pipe.registry.card(version), "promoted"))
     pipe.ledger.move(batch_id, "running", "done", model_version=version, fail_reason=None)
     return BatchOutcome(batch_id, ids, "promoted", version, [], time.perf_counter() - start, metrics)
 
 
 def _finish_noop(pipe: Pipeline, batch_id: str, ids: list[str], parent: str, card: dict, start: float) -> BatchOutcome:
     """Every row asked for was already forgotten: the serving version already honours the batch."""
-    pipe.audit.append(_record(pipe, parent, {**card, "sha256": file_sha256(pipe.registry.path(parent))}, "noop"))
+    pipe.record(_record(pipe, parent, {**card, "sha256": pipe.registry.pointer()["sha256"]}, "noop"))
     pipe.ledger.move(batch_id, "running", "done", model_version=parent, fail_reason=None)
     return BatchOutcome(batch_id, ids, "noop", parent, [], time.perf_counter() - start)
 

@@ -5,6 +5,11 @@ rename), so a crash never leaves a half-written model under a final name. The po
 file ``SERVING.json`` is replaced the same way and only after the new version has been
 re-read and its hash checked; it also keeps the history of promoted versions, so a
 version on disk that was never promoted is recognisable as a leftover and can be removed.
+
+With a ``Signer`` (a pipeline always has one) every card and the pointer carry an HMAC, and
+loading checks pointer, card and weights against each other: the pointer's signature, that
+it names the last promoted version, the card's signature and version name, and that the
+weights' sha256 is the one both the card and the pointer recorded.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from torch import nn
 
 from obliviate.atomic import atomic_write_text
 from obliviate.checkpoint import CheckpointError, card_path, file_sha256, load_model, save_model
+from obliviate.pipeline.signing import IntegrityError, Signer
 
 _VERSION = re.compile(r"^v(\d{4,})$")
 POINTER = "SERVING.json"
@@ -30,9 +36,10 @@ class RegistryError(CheckpointError):
 class ModelRegistry:
     """Versions ``v0001``, ``v0002``, ... in one folder; the parent of a version is never touched."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, signer: Signer | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.signer = signer
 
     def path(self, version: str) -> Path:
         if not _VERSION.match(version):
@@ -52,33 +59,64 @@ class ModelRegistry:
         """Store ``model`` as the next version (not yet serving); returns the version name."""
         version = self.next_version()
         full = {**card, "version": version, "created": datetime.now(UTC).isoformat(timespec="seconds")}
-        save_model(self.path(version), model, full)
+        save_model(self.path(version), model, full, seal=self.signer.seal if self.signer else None)
         return version
 
     def card(self, version: str) -> dict:
         path = card_path(self.path(version))
         try:
-            return json.loads(path.read_text())
+            card = json.loads(path.read_text())
         except FileNotFoundError:
             raise RegistryError(f"model version {version}: no card {path.name}") from None
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RegistryError(f"model version {version}: corrupt card {path.name} ({exc})") from None
+        if not isinstance(card, dict):
+            raise RegistryError(f"model version {version}: card {path.name} is not a JSON object")
+        return card
+
+    def verify_card(self, version: str, card: dict) -> None:
+        """Raise ``IntegrityError`` unless ``card`` is signed and belongs to ``version``."""
+        if self.signer is not None and not self.signer.valid(card):
+            raise IntegrityError(f"model version {version}: card is not validly signed (edited or replaced)")
+        if self.signer is not None and card.get("version") != version:
+            raise IntegrityError(f"model version {version}: card belongs to version {card.get('version')!r}")
 
     def load(self, version: str) -> tuple[nn.Module, dict]:
-        """Load a version, checking its weights against the sha256 in its card."""
+        """Load a version, checking its card's signature and its weights against the card's sha256."""
+        self.verify_card(version, self.card(version))
         try:
-            return load_model(self.path(version))
+            model, card = load_model(self.path(version))
         except CheckpointError as exc:
             raise RegistryError(f"model version {version} cannot be loaded: {exc}") from None
+        self.verify_card(version, card)
+        return model, card
 
     def pointer(self) -> dict:
         path = self.root / POINTER
         if not path.exists():
             return {"version": None, "sha256": None, "history": []}
         try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
+            ptr = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RegistryError(f"{path}: corrupt serving pointer ({exc})") from None
+        if not isinstance(ptr, dict) or not isinstance(ptr.get("history"), list) or "version" not in ptr:
+            raise RegistryError(f"{path}: not a serving pointer")
+        return ptr
+
+    def verified_pointer(self) -> dict:
+        """The pointer, checked: signed, naming the last promoted version, and present once
+        any version is (a missing pointer would otherwise make every version look unpromoted)."""
+        ptr = self.pointer()
+        path = self.root / POINTER
+        if ptr["version"] is None:
+            if self.signer is not None and self.versions():
+                raise IntegrityError(f"{path} is missing but model versions exist")
+            return ptr
+        if self.signer is not None and not self.signer.valid(ptr):
+            raise IntegrityError(f"{path} is not validly signed (edited or replaced)")
+        if not ptr["history"] or ptr["history"][-1] != ptr["version"]:
+            raise IntegrityError(f"{path} serves {ptr['version']} but the last promoted version is not that one")
+        return ptr
 
     def serving(self) -> str | None:
         return self.pointer()["version"]
@@ -88,16 +126,21 @@ class ModelRegistry:
         return list(self.pointer()["history"])
 
     def load_serving(self) -> tuple[str, nn.Module, dict]:
-        version = self.serving()
+        """The serving model; its weights must hash to what the pointer and its card recorded."""
+        ptr = self.verified_pointer()
+        version = ptr["version"]
         if version is None:
             raise RegistryError(f"{self.root}: no version is serving yet")
         model, card = self.load(version)
+        if card.get("sha256") != ptr.get("sha256"):
+            raise IntegrityError(f"model version {version}: weights are not the ones the serving pointer recorded")
         return version, model, card
 
     def promote(self, version: str) -> None:
         """Make ``version`` the serving one; it must load and match its hash first."""
         self.load(version)
-        ptr = self.pointer()
+        first = not (self.root / POINTER).exists()
+        ptr = self.pointer() if first else self.verified_pointer()
         history = ptr["history"] if version in ptr["history"] else [*ptr["history"], version]
         record = {
             "version": version,
@@ -105,6 +148,8 @@ class ModelRegistry:
             "promoted": datetime.now(UTC).isoformat(timespec="seconds"),
             "history": history,
         }
+        if self.signer is not None:
+            record = self.signer.seal(record)
         atomic_write_text(self.root / POINTER, json.dumps(record, indent=2))
 
     def discard(self, version: str) -> None:
@@ -121,6 +166,6 @@ class ModelRegistry:
             try:
                 self.load(version)
                 out[version] = None
-            except RegistryError as exc:
+            except (RegistryError, IntegrityError) as exc:
                 out[version] = str(exc)
         return out

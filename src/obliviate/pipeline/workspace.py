@@ -12,19 +12,23 @@ Layout::
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import uuid
 from functools import cached_property
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from obliviate.atomic import atomic_write_text
+from obliviate.checkpoint import build_checked
 from obliviate.data import DataSplit, load_data
 from obliviate.forget import ForgetSpec, ForgetSpecError
-from obliviate.models import build_model
 from obliviate.pipeline.audit import AuditLog
 from obliviate.pipeline.config import PipelineConfig
 from obliviate.pipeline.ledger import Ledger, Request
 from obliviate.pipeline.registry import ModelRegistry
+from obliviate.pipeline.signing import IntegrityError, Signer, create_key, default_key_file
 from obliviate.sisa import train_sisa
 from obliviate.training import fit
 
@@ -46,8 +50,11 @@ class Pipeline:
         if not path.exists():
             raise FileNotFoundError(f"{self.home}: not a pipeline home (no pipeline.json); run pipeline init")
         self.config = PipelineConfig.model_validate_json(path.read_text())
-        self.registry = ModelRegistry(self.home / "models")
-        self.audit = AuditLog(self.home / "audit")
+        if not self.config.audit_key_file:
+            raise IntegrityError(f"{path} names no audit key (audit_key_file); this home was not made by pipeline init")
+        self.signer = Signer.from_file(self.config.audit_key_file)
+        self.registry = ModelRegistry(self.home / "models", self.signer)
+        self.audit = AuditLog(self.home / "audit", self.signer)
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -55,8 +62,13 @@ class Pipeline:
 
     @cached_property
     def split(self) -> DataSplit:
-        d = self.config.dataset
-        return load_data(d.source, kind=d.kind, target=d.target, test_fraction=d.test_fraction, seed=d.split_seed)
+        return _load_split(self.config)
+
+    def record(self, record: dict) -> dict:
+        """Append an audit record and anchor the new head in the ledger; returns the log entry."""
+        entry = self.audit.append(record)
+        self.ledger.anchor(entry["seq"], entry["hash"])
+        return entry
 
     def close(self) -> None:
         if "ledger" in self.__dict__:
@@ -102,43 +114,81 @@ class Pipeline:
         """Make a home folder: write the config, train (or take) the first model, serve it as v0001.
 
         ``model`` is an already-trained model for approximate mode; without it one is trained
-        with the configured architecture and recipe. Exact mode trains a SISA ensemble.
+        with the configured architecture and recipe. Exact mode trains a SISA ensemble. Data and
+        model are checked before anything is written, and the home is assembled in a temporary
+        folder renamed into place at the end, so a failed init leaves nothing behind.
         """
         home = Path(home)
         if (home / "pipeline.json").exists():
             raise FileExistsError(f"{home}: a pipeline already lives here")
-        home.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(home / "pipeline.json", config.model_dump_json(indent=2))
-        pipe = cls(home)
-        train = pipe.split.train
+        if home.exists() and (not home.is_dir() or any(home.iterdir())):
+            raise FileExistsError(f"{home}: exists and is not an empty folder")
+        train = _load_split(config).train
+        if model is not None:
+            _check_fits(model, train)
+        key = Path(config.audit_key_file) if config.audit_key_file else default_key_file()
+        config = config.model_copy(update={"audit_key_file": str(key.expanduser().resolve())})
+        fresh = build_checked(config.architecture, train.input_shape, train.num_outputs, **config.architecture_kwargs)
         steps = 0
-        fresh = build_model(config.architecture, train.input_shape, train.num_outputs, **config.architecture_kwargs)
         if config.mode == "exact":
             s = config.sisa
             model, steps = train_sisa(fresh, train, s.shards, s.slices, config.recipe, s.aggregation, config.seed)
         elif model is None:
             model = fresh
             steps = fit(model, train, config.recipe, device=config.device).steps
-        card = {
-            "parent": None,
-            "method": "sisa-train" if config.mode == "exact" else "train",
-            "config": json.loads(config.recipe.model_dump_json()),
-            "data": {"name": config.dataset.name, "fingerprint": train.fingerprint(), "rows": len(train)},
-            "forgotten_rows": [],
-            "batch_id": None,
-            "request_ids": [],
-            "steps": steps,
-        }
-        version = pipe.registry.write(model, card)
-        pipe.registry.promote(version)
-        pipe.audit.append(
-            {
-                "kind": "init",
-                "batch_id": f"init-{version}",
-                "outcome": "promoted",
-                "model_after": version,
-                "sha256_after": pipe.registry.pointer()["sha256"],
-                "data_fingerprint": train.fingerprint(),
+        home.parent.mkdir(parents=True, exist_ok=True)
+        staging = home.parent / f".{home.name}.init-{uuid.uuid4().hex[:8]}"
+        made_key = False
+        try:
+            made_key = create_key(key, home)
+            staging.mkdir()
+            atomic_write_text(staging / "pipeline.json", config.model_dump_json(indent=2))
+            pipe = cls(staging)
+            card = {
+                "parent": None,
+                "method": "sisa-train" if config.mode == "exact" else "train",
+                "config": json.loads(config.recipe.model_dump_json()),
+                "data": {"name": config.dataset.name, "fingerprint": train.fingerprint(), "rows": len(train)},
+                "forgotten_rows": [],
+                "batch_id": None,
+                "request_ids": [],
+                "steps": steps,
+                "audit_head": {"seq": -1, "hash": None},
             }
-        )
-        return pipe
+            version = pipe.registry.write(model, card)
+            pipe.registry.promote(version)
+            pipe.record(
+                {
+                    "kind": "init",
+                    "batch_id": f"init-{version}",
+                    "outcome": "promoted",
+                    "model_after": version,
+                    "sha256_after": pipe.registry.pointer()["sha256"],
+                    "data_fingerprint": train.fingerprint(),
+                }
+            )
+            pipe.close()
+            if home.exists():
+                home.rmdir()
+            os.rename(staging, home)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            if made_key:
+                key.unlink(missing_ok=True)
+            raise
+        return cls(home)
+
+
+def _load_split(config: PipelineConfig) -> DataSplit:
+    d = config.dataset
+    return load_data(d.source, kind=d.kind, target=d.target, test_fraction=d.test_fraction, seed=d.split_seed)
+
+
+def _check_fits(model, train) -> None:
+    """A served model must take the data's inputs and predict its outputs."""
+    spec = getattr(model, "obliviate_spec", None) or {}
+    shape, outputs = spec.get("input_shape"), spec.get("num_outputs")
+    if shape is not None and tuple(shape) != tuple(train.input_shape):
+        raise ValueError(f"the model takes inputs of shape {tuple(shape)} but the data has {tuple(train.input_shape)}")
+    if outputs is not None and outputs != train.num_outputs:
+        raise ValueError(f"the model has {outputs} outputs but the data needs {train.num_outputs}")
