@@ -87,6 +87,26 @@ def test_batching_and_already_forgotten_rows(tmp_path):
     assert counts["done"] == 7 and all(pipe.ledger.get(i).state == "done" for i in ids)
 
 
+def test_mixed_batch_is_split_and_the_class_gated_as_a_class(tmp_path):
+    """Issue #15: a class request batched with a row request was merged into row indices and
+    promoted while the class stayed recognisable. Kinds are now batched apart, each by its gate."""
+    gates = ["random: forget_acc <= 100", "class: forget_acc <= 5"]
+    pipe = new_pipeline(tmp_path / "home", method="gradient_ascent", method_config={}, gates=gates, batch_size=8)
+    cls, _ = pipe.submit("digits", CLASS3, "ivan")
+    rows, _ = pipe.submit("digits", {"indices": [0, 1, 2]}, "ivan")
+    more, _ = pipe.submit("digits", {"classes": [5]}, "ivan")
+    outcomes = process(pipe)
+    assert [o.request_ids for o in outcomes] == [[cls.id, more.id], [rows.id]]
+    class_batch = pipe.audit.record(outcomes[0].batch_id)["record"]
+    assert class_batch["spec"] == {"classes": [3, 5], "seed": 0}
+    assert outcomes[0].outcome == "promoted", outcomes[0].reasons
+    model, _ = pipe.registry.load(outcomes[0].version)  # the classes are unrecognised on held-out images
+    test = pipe.split.test
+    held_out = test.subset(torch.nonzero((test.y == 3) | (test.y == 5)).flatten())
+    assert accuracy(model, held_out) <= 5
+    check_consistency(pipe)
+
+
 def test_method_errors_fail_the_batch_with_reason(tmp_path):
     pipe = new_pipeline(tmp_path / "home", method="gradient_ascent", method_config={"lr": 1e6, "stop_accuracy": None})
     req, _ = pipe.submit("digits", CLASS3, "dave")
@@ -102,7 +122,7 @@ def test_exact_mode_serves_a_sisa_ensemble(tmp_path):
     req, _ = pipe.submit("digits", {"indices": [7]}, "erin")
     cls, _ = pipe.submit("digits", CLASS3, "erin")
     outcomes = process(pipe)
-    assert [o.outcome for o in outcomes] == ["promoted"]
+    assert [o.outcome for o in outcomes] == ["promoted", "promoted"]  # rows and class: two batches
     _, model, card = pipe.registry.load_serving()
     assert card["method"] == "sisa" and len(model.assignment) == len(digits_train()) - len(card["forgotten_rows"])
     assert card["metrics"]["forget_acc"] <= 5.0, "no shard ever saw the forgotten class after exact unlearning"
@@ -191,13 +211,13 @@ def test_property_submission_accepts_exactly_the_valid_specs(shared, spec, datas
 
 @settings(max_examples=60, deadline=None)
 @given(
-    batch=st.lists(
-        st.one_of(
+    batch=st.one_of(
+        st.lists(
             st.builds(lambda xs: ForgetSpec(indices=sorted(set(xs))), st.lists(st.integers(0, 1437), min_size=1)),
-            st.builds(lambda c: ForgetSpec(classes=[c]), st.integers(0, 9)),
+            min_size=1,
+            max_size=5,
         ),
-        min_size=1,
-        max_size=5,
+        st.lists(st.builds(lambda c: ForgetSpec(classes=[c]), st.integers(0, 9)), min_size=1, max_size=5),
     ),
     forgotten=st.lists(st.integers(0, 1437), max_size=200, unique=True),
 )

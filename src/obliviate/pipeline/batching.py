@@ -3,9 +3,13 @@
 Requests name rows of the original training split. Rows forgotten by earlier batches are
 no longer part of the model's training data, so each batch works on the *current* training
 set (original rows minus everything forgotten so far): its retain view excludes old forget
-rows, and its forget view holds only the new ones. When every request in the batch is a
-whole-class request the merged spec stays a class spec (so class-forgetting methods and
-the forget-test view still apply); otherwise the rows are merged as indices.
+rows, and its forget view holds only the new ones.
+
+A batch never changes what a request means: class requests are batched only with class
+requests (the merged spec stays a class spec, so class-forgetting methods, the held-out
+forget-test view and the class gates all apply), and row-like requests only with each other
+(merged as indices, gated as rows). Merging a class into row indices would let a model that
+still recognises the class on unseen images pass the row gates.
 """
 
 from __future__ import annotations
@@ -35,10 +39,19 @@ class BatchPlan:
         return UnlearningTask.build(current, self.spec)
 
 
+def batch_kind(spec: dict) -> str:
+    """``class`` for whole-class requests, ``rows`` for everything else; batches hold one kind."""
+    return "class" if spec.get("classes") is not None else "rows"
+
+
 def plan_batch(specs: list[ForgetSpec], train: Dataset, forgotten: list[int]) -> BatchPlan:
-    """Merge ``specs`` (validated against the original ``train``) given the rows already forgotten."""
+    """Merge ``specs`` (validated against the original ``train``, all of one ``batch_kind``)
+    given the rows already forgotten."""
     if not specs:
         raise ValueError("a batch needs at least one request")
+    kinds = {batch_kind(s.model_dump(exclude_none=True)) for s in specs}
+    if len(kinds) > 1:
+        raise ValueError("a batch may not mix class requests with row requests")
     gone = np.zeros(len(train), dtype=bool)
     gone[np.asarray(forgotten, dtype=np.int64)] = True
     asked = np.zeros(len(train), dtype=bool)
@@ -50,7 +63,7 @@ def plan_batch(specs: list[ForgetSpec], train: Dataset, forgotten: list[int]) ->
     already = np.nonzero(asked & gone)[0].tolist()
     if not rows:
         return BatchPlan([], already, alive, None)
-    if all(s.classes is not None for s in specs):
+    if kinds == {"class"}:
         classes = sorted({c for s in specs for c in s.classes})
         alive_labels = train.y[alive]
         spec = ForgetSpec(classes=[c for c in classes if bool((alive_labels == c).any())])

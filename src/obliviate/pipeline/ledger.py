@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -200,19 +201,25 @@ class Ledger:
                 out[state] += 1
         return out
 
-    def claim(self, limit: int) -> tuple[str, list[Request]]:
+    def claim(self, limit: int, kind: Callable[[dict], str] | None = None) -> tuple[str, list[Request]]:
         """Move up to ``limit`` of the oldest received requests to ``scheduled`` under a new batch id.
 
-        Only rows still ``received`` at UPDATE time are taken, so concurrent claimers split
-        the queue instead of sharing it.
+        With ``kind``, only requests whose spec is of the oldest one's kind are taken (the rest
+        wait for a later batch). Only rows still ``received`` at UPDATE time are taken, so
+        concurrent claimers split the queue instead of sharing it.
         """
         batch_id = uuid.uuid4().hex
         with self._session.begin() as s:
-            ids = list(
-                s.scalars(
-                    select(RequestRow.id).where(RequestRow.state == "received").order_by(RequestRow.seq).limit(limit)
-                )
-            )
+            waiting = s.execute(
+                select(RequestRow.id, RequestRow.spec)
+                .where(RequestRow.state == "received")
+                .order_by(RequestRow.seq)
+                .limit(limit if kind is None else limit * 50)
+            ).all()
+            if kind is not None and waiting:
+                first = kind(waiting[0].spec)
+                waiting = [w for w in waiting if kind(w.spec) == first]
+            ids = [w.id for w in waiting[:limit]]
             if ids:
                 s.execute(
                     update(RequestRow)

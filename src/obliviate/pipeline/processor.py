@@ -33,7 +33,7 @@ from obliviate.evaluation import evaluate
 from obliviate.forget import ForgetSpec, ForgetSpecError
 from obliviate.methods import MethodError, unlearn
 from obliviate.pipeline.audit import rows_sha256
-from obliviate.pipeline.batching import plan_batch
+from obliviate.pipeline.batching import batch_kind, plan_batch
 from obliviate.pipeline.gates import check_gates
 from obliviate.pipeline.integrity import anchor_tail, spec_sha256, verify_serving
 from obliviate.pipeline.workspace import Pipeline
@@ -144,7 +144,7 @@ def process_batch(pipe: Pipeline) -> BatchOutcome | None:
     if not pipe.ledger.list(state="received", limit=1):
         return None
     parent, model, parent_card = verify_serving(pipe)
-    batch_id, requests = pipe.ledger.claim(cfg.batch_size)
+    batch_id, requests = pipe.ledger.claim(cfg.batch_size, kind=batch_kind)
     if not requests:
         return None
     start = time.perf_counter()
