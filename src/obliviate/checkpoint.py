@@ -48,7 +48,7 @@ def check_output(out: str | Path, source: str | Path) -> None:
     ins = {Path(source).resolve(), card_path(source).resolve()}
     if outs & ins:
         raise CheckpointError(
-            f"--out {out} would overwrite the input model {source} or its card; the original is never modified"
+            f"--out {out} would overwrite the input model {source} or its card; the original is never overwritten"
         )
 
 

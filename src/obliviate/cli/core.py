@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from obliviate.checkpoint import load_model, save_model
+from obliviate.checkpoint import check_output, load_model, save_model
 from obliviate.cli.app import (
     ClassesOpt,
     FractionOpt,
@@ -124,8 +124,7 @@ def forget(
     seed: int = typer.Option(0),
 ) -> None:
     """Apply an unlearning method to a saved model and save the result beside a new card."""
-    if out.resolve() == model_file.resolve():
-        raise ValueError("--out must differ from --model: the original model is never overwritten")
+    check_output(out, model_file)
     forget_spec = build_spec(spec, classes, subclass, indices, fraction, target_range, spec_seed)
     model, card = load_model(model_file)
     task = _load_task(card, data, forget_spec)

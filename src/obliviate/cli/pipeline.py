@@ -67,6 +67,11 @@ def init(
     slices: int = typer.Option(4, help="SISA slices per shard (exact mode)"),
     database: str = typer.Option(None, help="SQLAlchemy URL of the ledger (default: SQLite in the home folder)"),
     seed: int = typer.Option(0),
+    audit_key: Path = typer.Option(
+        None,
+        help="HMAC key file signing the audit trail, outside the home (default: a new one under "
+        "$OBLIVIATE_KEY_DIR or ~/.config/obliviate/keys)",
+    ),
 ) -> None:
     """Create a pipeline home: config, ledger, and the first model version (trained unless --model-file)."""
     from obliviate.checkpoint import load_model
@@ -85,6 +90,7 @@ def init(
         "batch_size": batch_size,
         "database": database,
         "seed": seed,
+        "audit_key_file": str(audit_key) if audit_key else None,
     }
     if gate:
         settings["gates"] = gate

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +132,7 @@ def load_npz(
     path = Path(path)
     try:
         arrays = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # a truncated file is not a zip
         raise DataError(f"{path}: cannot read .npz ({exc})") from exc
     keys = set(arrays.files)
     if {"X_train", "y_train", "X_test", "y_test"} <= keys:
