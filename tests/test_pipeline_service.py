@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import threading
 import time
@@ -13,7 +15,7 @@ import uvicorn
 from pipeline_helpers import DB_KINDS, PERMISSIVE, db_url, new_pipeline
 
 from obliviate.pipeline import process
-from obliviate.pipeline.service import create_app
+from obliviate.pipeline.service import Guard, create_app
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -58,12 +60,20 @@ def test_auth_required_and_openapi_served(server):
 @pytest.mark.parametrize(
     ("body", "status", "detail"),
     [
-        ({"dataset": "digits", "spec": {"indices": [5, 100000]}, "requester": "m"}, 422, "out of range"),
+        ({"dataset": "digits", "spec": {"indices": [5, 100000]}, "requester": "m"}, 422, "less than 1438"),
         ({"dataset": "digits", "spec": {"indices": [3, 3]}, "requester": "m"}, 422, "duplicate"),
-        ({"dataset": "cifar10", "spec": {"indices": [5]}, "requester": "m"}, 404, "unknown data set"),
-        ({"dataset": "digits", "spec": {"classes": [42]}, "requester": "m"}, 422, "unknown classes"),
+        ({"dataset": "cifar10", "spec": {"indices": [5]}, "requester": "m"}, 422, "Input should be 'digits'"),
+        ({"dataset": "digits", "spec": {"classes": [42]}, "requester": "m"}, 422, "less than 10"),
         ({"dataset": "digits", "spec": {"indices": [1], "classes": [2]}, "requester": "m"}, 422, "exactly one"),
-        ({"dataset": "digits", "spec": {"rows": [1]}, "requester": "m"}, 422, "Extra inputs"),
+        ({"dataset": "digits", "spec": {"rows": [1]}, "requester": "m"}, 422, "exactly one"),
+        ({"dataset": "digits", "spec": {"indices": [1], "rows": [1]}, "requester": "m"}, 422, "Extra inputs"),
+        # issue #15: each of these was a 500 (and a dropped keep-alive connection)
+        ({"dataset": "digits", "spec": {"indices": [2**63]}, "requester": "m"}, 422, "less than 1438"),
+        ({"dataset": "digits", "spec": {"fraction": 0.1, "seed": 2**64}, "requester": "m"}, 422, "seed"),
+        ({"dataset": "digits", "spec": {"keys": [2**70]}, "requester": "m"}, 422, "keys"),
+        ({"dataset": "digits", "spec": {"indices": [1]}, "requester": "\ud800"}, 422, "unicode"),
+        ({"dataset": "digits", "spec": {"keys": ["\ud800"]}, "requester": "m"}, 422, "unicode"),
+        ({"dataset": "digits", "spec": {"indices": [1]}, "requester": "m", "reason": "\udfff"}, 422, "unicode"),
         ({"dataset": "digits", "spec": {"indices": [1]}}, 422, "requester"),
         ({"dataset": "digits", "spec": {"indices": [1]}, "requester": "m", "admin": True}, 422, "Extra inputs"),
         ({"dataset": "digits", "spec": {"indices": list(range(20000))}, "requester": "m"}, 413, "larger than"),
@@ -72,9 +82,70 @@ def test_auth_required_and_openapi_served(server):
 def test_bad_input_gets_4xx_and_changes_nothing(server, body, status, detail):
     url, pipe = server
     before = pipe.ledger.counts()
-    r = httpx.post(f"{url}/requests", json=body, headers=AUTH)
+    raw = json.dumps(body)  # ASCII escapes, so lone surrogates travel as JSON allows
+    r = httpx.post(f"{url}/requests", content=raw, headers={**AUTH, "Content-Type": "application/json"})
     assert r.status_code == status and detail in str(r.json()["detail"])
     assert pipe.ledger.counts() == before
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"dataset": "digits", "spec": {"indices": [1]}, "requester": NaN}',
+        b'{"dataset": "digits", "spec": {"fraction": NaN}, "requester": "m"}',
+        b'{"dataset": "digits", "spec": {"target_range": [Infinity, 1]}, "requester": "m"}',
+        b'{"dataset": "digits", "spec": {"indices": [1]}, "requester": "\\ud800"}',
+        b'{"dataset": "digits", "spec": {"indices": [99999999999999999999999]}, "requester": "m"}',
+    ],
+)
+def test_json_the_standard_forbids_gets_422_on_a_kept_connection(server, raw):
+    url, pipe = server
+    before = pipe.ledger.counts()
+    with httpx.Client(base_url=url, headers={**AUTH, "Content-Type": "application/json"}) as http:
+        r = http.post("/requests", content=raw)
+        assert r.status_code == 422 and len(r.json()["detail"].splitlines()) == 1, r.text
+        assert "Traceback" not in r.text
+        assert http.get("/health").status_code == 200  # the same keep-alive connection still serves
+    assert pipe.ledger.counts() == before
+
+
+def test_chunked_body_over_the_limit_gets_413(server):
+    url, pipe = server
+    before = pipe.ledger.counts()
+    chunks = (b" " * 16384 for _ in range(8))  # no Content-Length: sent chunked
+    r = httpx.post(f"{url}/requests", content=chunks, headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 413 and "larger than" in r.json()["detail"]
+    assert pipe.ledger.counts() == before
+
+
+def test_token_is_checked_before_the_body_is_read():
+    reads, sent = [], []
+
+    async def app(scope, receive, send):  # pragma: no cover - must not be reached
+        raise AssertionError("an unauthorised request reached the app")
+
+    async def receive():
+        reads.append(1)
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    guard = Guard(app, token=TOKEN, limit=1 << 20)
+    for auth in ([], [(b"authorization", b"Bearer wrong")], [(b"authorization", b"Basic " + TOKEN.encode())]):
+        scope = {"type": "http", "path": "/requests", "method": "POST", "headers": auth}
+        asyncio.run(guard(scope, receive, send))
+    assert not reads and [m["status"] for m in sent if m["type"] == "http.response.start"] == [401, 401, 401]
+
+
+def test_openapi_schema_constrains_dataset_and_spec(server):
+    url, _ = server
+    schema = httpx.get(f"{url}/openapi.json").json()
+    body = schema["components"]["schemas"]["SubmitBody"]["properties"]
+    assert body["dataset"].get("const") == "digits" or body["dataset"].get("enum") == ["digits"]
+    spec = schema["components"]["schemas"]["IndicesSpec"]["properties"]["indices"]
+    assert spec["items"]["maximum" if "maximum" in spec["items"] else "exclusiveMaximum"] in (1437, 1438)
+    assert "oneOf" in body["spec"] or "anyOf" in body["spec"]
 
 
 def test_malformed_json_and_unknown_ids(server):

@@ -7,35 +7,86 @@ not done here: ``obliviate pipeline process`` serves the queue, so a slow unlear
 never blocks submissions.
 """
 
-from __future__ import annotations
-
 import hmac
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
 from starlette.responses import JSONResponse
 
+from obliviate.forget import ForgetSpec
 from obliviate.pipeline.audit import AuditError
 from obliviate.pipeline.ledger import STATES, ConflictError, LedgerError
 from obliviate.pipeline.registry import RegistryError
-from obliviate.pipeline.workspace import Pipeline, RequestError, UnknownDatasetError
+from obliviate.pipeline.workspace import Pipeline, RequestError
 
 MAX_BODY = 1 << 20
+PUBLIC = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-class SubmitBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def spec_model(pipe: Pipeline):
+    """The ``spec`` field's type: one small model per ForgetSpec selector, bounded by the served
+    data (row and class ids), so the OpenAPI schema says exactly what may be sent and
+    schema-driven clients and fuzzers produce requests the handlers act on."""
+    rows, outputs = len(pipe.split.train), pipe.split.train.num_outputs
+    most = pipe.config.max_rows_per_request
+    row = Annotated[int, Field(ge=0, lt=rows)]
+    fields = {
+        "classes": (list[Annotated[int, Field(ge=0, lt=max(outputs, 1))]], Field(min_length=1, max_length=outputs)),
+        "subclass": (tuple[Int64, Int64], ...),
+        "keys": (list[Text | Int64], Field(min_length=1, max_length=most)),
+        "indices": (list[row], Field(min_length=1, max_length=most)),
+        "fraction": (float, Field(gt=0, lt=1, allow_inf_nan=False)),
+        "target_range": (tuple[Finite, Finite], ...),
+        "time_window": (tuple[Finite, Finite], ...),
+        "series_ids": (list[Int64], Field(min_length=1, max_length=most)),
+    }
+    assert set(fields) == set(ForgetSpec.model_fields) - {"seed"}, "the service schema must cover every selector"
+    config = ConfigDict(extra="forbid")
+    members = [
+        Annotated[
+            create_model(f"{name.title().replace('_', '')}Spec", __config__=config, seed=(Int64, 0), **{name: f}),
+            Tag(name),
+        ]
+        for name, f in fields.items()
+    ]
+    message = f"set exactly one of {', '.join(fields)}"
+    return Annotated[
+        members[0] | members[1] | members[2] | members[3] | members[4] | members[5] | members[6] | members[7],
+        Discriminator(_selector, custom_error_type="spec_selector", custom_error_message=message),
+    ]
 
-    dataset: str = Field(min_length=1, max_length=200)
-    spec: dict = Field(description="a ForgetSpec: exactly one of classes, subclass, indices, fraction, target_range")
-    requester: str = Field(min_length=1, max_length=200)
-    reason: str = Field("", max_length=2000)
-    client_key: str | None = Field(
-        None, min_length=1, max_length=200, description="idempotency key: resubmitting it returns the stored request"
+
+def _selector(value) -> str | None:
+    """The one selector a spec sets (None, a validation error, when it sets none or several)."""
+    names = set(ForgetSpec.model_fields) - {"seed"}
+    given = value if isinstance(value, dict) else {k: getattr(value, k, None) for k in names}
+    chosen = [k for k in names if given.get(k) is not None]
+    return chosen[0] if len(chosen) == 1 else None
+
+
+def submit_body(pipe: Pipeline) -> type[BaseModel]:
+    """The POST /requests body for this pipeline: ``dataset`` is the served data set's name."""
+    return create_model(
+        "SubmitBody",
+        __config__=ConfigDict(extra="forbid"),
+        dataset=(Literal[pipe.config.dataset.name], Field(description="the data set the rows belong to")),
+        spec=(spec_model(pipe), Field(description="what to forget: exactly one selector (ForgetSpec)")),
+        requester=(str, Field(min_length=1, max_length=200)),
+        reason=(str, Field("", max_length=2000)),
+        client_key=(
+            str | None,
+            Field(
+                None, min_length=1, max_length=200, description="idempotency key: resubmitting returns the stored one"
+            ),
+        ),
     )
 
 
@@ -66,40 +117,58 @@ def finite(obj):
     return obj
 
 
-class BodyLimit:
-    """ASGI middleware refusing bodies over ``limit`` bytes, by header or by counting the stream."""
+class Guard:
+    """ASGI middleware run before any route: the token is checked before a byte of the body is
+    read, and the body (chunked or not) is read in full up to ``limit`` bytes, else 413."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app, token: str, limit: int):
+        self.app, self.token, self.limit = app, token.encode(), limit
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        if scope["path"] not in PUBLIC and not self._authorised(headers.get(b"authorization", b"")):
+            deny = {"WWW-Authenticate": "Bearer"}
+            return await JSONResponse({"detail": "missing or invalid token"}, 401, deny)(scope, receive, send)
+        length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             return await _too_large(self.limit)(scope, receive, send)
-        seen = 0
-
-        async def limited():
-            nonlocal seen
+        body, more = bytearray(), True
+        while more:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _BodyTooLarge
-            return message
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await _too_large(self.limit)(scope, receive, send)
+        sent = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await _too_large(self.limit)(scope, receive, send)
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
 
+        return await self.app(scope, replay, send)
 
-class _BodyTooLarge(Exception):
-    pass
+    def _authorised(self, header: bytes) -> bool:
+        scheme, _, credentials = header.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.token)
 
 
 def _too_large(limit: int) -> JSONResponse:
     return JSONResponse({"detail": f"request body larger than {limit} bytes"}, status_code=413)
+
+
+async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """One line naming the first problem; the input itself is never echoed (it may be NaN or
+    a lone surrogate, which JSON cannot carry back)."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+    return JSONResponse({"detail": f"invalid {where}: {first.get('msg', 'invalid value')}"}, status_code=422)
 
 
 def create_app(home: str | Path, token: str, max_body: int = MAX_BODY) -> FastAPI:
@@ -113,8 +182,10 @@ def create_app(home: str | Path, token: str, max_body: int = MAX_BODY) -> FastAP
         version="1",
         description="Submit requests to make the served model forget training rows, and follow them.",
     )
-    app.add_middleware(BodyLimit, limit=max_body)
+    app.add_middleware(Guard, token=token, limit=max_body)
+    app.add_exception_handler(RequestValidationError, _invalid)
     bearer = HTTPBearer(auto_error=False)
+    Body = submit_body(pipe)
 
     def authorised(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         if cred is None or not hmac.compare_digest(cred.credentials.encode(), token.encode()):
@@ -127,11 +198,10 @@ def create_app(home: str | Path, token: str, max_body: int = MAX_BODY) -> FastAP
         return {"status": "ok", "serving": pipe.registry.serving()}
 
     @app.post("/requests", status_code=201, response_model=RequestOut, dependencies=auth)
-    def submit(body: SubmitBody) -> JSONResponse:
+    def submit(body: Body) -> JSONResponse:
+        spec = body.spec.model_dump()
         try:
-            req, created = pipe.submit(body.dataset, body.spec, body.requester, body.reason, body.client_key)
-        except UnknownDatasetError as exc:
-            raise HTTPException(404, str(exc)) from None
+            req, created = pipe.submit(body.dataset, spec, body.requester, body.reason, body.client_key)
         except ConflictError as exc:
             raise HTTPException(409, str(exc)) from None
         except RequestError as exc:
@@ -146,11 +216,9 @@ def create_app(home: str | Path, token: str, max_body: int = MAX_BODY) -> FastAP
             raise HTTPException(404, str(exc)) from None
 
     @app.get("/requests", response_model=list[RequestOut], dependencies=auth)
-    def list_requests(state: str | None = None, limit: int = 100) -> list[dict]:
-        if state is not None and state not in STATES:
-            raise HTTPException(422, f"unknown state {state!r}; states: {', '.join(STATES)}")
-        if not 1 <= limit <= 10_000:
-            raise HTTPException(422, "limit must be between 1 and 10000")
+    def list_requests(
+        state: Literal[STATES] | None = None, limit: Annotated[int, Field(ge=1, le=10_000)] = 100
+    ) -> list[dict]:
         return [r.to_dict() for r in pipe.ledger.list(state=state, limit=limit)]
 
     @app.get("/models", dependencies=auth)

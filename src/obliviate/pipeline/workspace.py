@@ -93,6 +93,8 @@ class Pipeline:
             spec.resolve(self.split.train)
         except ForgetSpecError as exc:
             raise RequestError(str(exc)) from None
+        except (OverflowError, ValueError) as exc:  # numbers beyond 64 bits, say
+            raise RequestError(f"invalid spec: {str(exc).splitlines()[0]}") from None
         return spec
 
     def submit(
@@ -105,8 +107,11 @@ class Pipeline:
     ) -> tuple[Request, bool]:
         """Validate and store a request; returns it and whether it is new (see ``Ledger.submit``)."""
         parsed = self.parse_spec(dataset, spec)
-        if not requester.strip():
+        if not isinstance(requester, str) or not requester.strip():
             raise RequestError("a request needs a requester")
+        for name, text in (("requester", requester), ("reason", reason), ("client_key", client_key or "")):
+            _check_text(name, text)
+        _check_text("spec", json.dumps(parsed.model_dump(exclude_none=True), ensure_ascii=False))
         return self.ledger.submit(dataset, parsed.model_dump(exclude_none=True), requester, reason, client_key)
 
     @classmethod
@@ -177,6 +182,16 @@ class Pipeline:
                 key.unlink(missing_ok=True)
             raise
         return cls(home)
+
+
+def _check_text(name: str, text) -> None:
+    """Text must be storable: a string of valid Unicode (JSON allows lone surrogates, UTF-8 does not)."""
+    if not isinstance(text, str):
+        raise RequestError(f"{name} must be text")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError(f"{name} is not a valid unicode string (it holds a lone surrogate)") from None
 
 
 def _load_split(config: PipelineConfig) -> DataSplit:
