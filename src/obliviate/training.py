@@ -168,7 +168,7 @@ def fit(
     best = (float("inf"), None, None)
     stale = steps = 0
     start = time.perf_counter()
-    with Progress("train", total=config.epochs, enabled=progress) as bar:
+    with Progress("train", total=config.epochs * steps_per_epoch, enabled=progress) as bar:
         for epoch in range(config.epochs):
             model.train()
             total = 0.0
@@ -184,12 +184,13 @@ def fit(
                     scheduler.step()
                 total += loss.item() * len(idx)
                 steps += 1
+                bar.advance()
             record = {"epoch": epoch, "train_loss": total / len(X)}
             if val is not None and len(val):
                 with torch.no_grad():
                     record["val_loss"] = float(loss_fn(predict(model, val.X, device=device), val.y))
             history.append(record)
-            bar.advance(**{k: round(v, 4) for k, v in record.items() if k != "epoch"})
+            bar.note(**{k: round(v, 4) for k, v in record.items()})
             if config.patience is not None and "val_loss" in record:
                 if record["val_loss"] < best[0]:
                     best, stale = (record["val_loss"], epoch, copy.deepcopy(model.state_dict())), 0

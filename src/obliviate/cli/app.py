@@ -13,6 +13,7 @@ from obliviate.checkpoint import CheckpointError
 from obliviate.data import DataError
 from obliviate.forget import ForgetSpec, ForgetSpecError
 from obliviate.methods import MethodError
+from obliviate.tables import FORMATS, TableConsole
 
 app = typer.Typer(
     help="Obliviate: make trained models forget data, and prove it.",
@@ -20,8 +21,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(width=None if sys.stdout.isatty() else 160)  # wide tables in logs and pipes
+console = TableConsole(soft_wrap=not sys.stdout.isatty())  # log lines unwrapped; tables: see obliviate.tables
 err_console = Console(stderr=True, soft_wrap=True)  # one-line errors, never wrapped
+
+
+
+@app.callback()
+def _options(
+    output: str = typer.Option(
+        "table", "--format", envvar="OBLIVIATE_FORMAT", help=f"how tables are printed: {', '.join(FORMATS)}"
+    ),
+) -> None:
+    """Obliviate: make trained models forget data, and prove it."""
+    if output not in FORMATS:
+        raise typer.BadParameter(f"choose from {', '.join(FORMATS)}", param_hint="--format")
+    console.format = output
+
 
 USER_ERRORS = (
     DataError,

@@ -61,7 +61,7 @@ class RunContext:
         (checked after each step), and refuses to continue once the loss is not finite.
         """
         model.train()
-        with Progress(description, total=epochs, enabled=self.progress) as bar:
+        with Progress(description, total=epochs * -(-n // batch_size), enabled=self.progress) as bar:
             for epoch in range(epochs):
                 for idx in batches(n, batch_size, self.generator):
                     loss = loss_on_batch(idx.to(self.device))
@@ -71,9 +71,10 @@ class RunContext:
                     loss.backward()
                     optimizer.step()
                     self.steps += 1
+                    bar.advance()
                     if (max_steps is not None and self.steps >= max_steps) or (stop is not None and stop()):
                         return
-                bar.advance(loss=round(loss.item(), 4))
+                bar.note(loss=round(loss.item(), 4))
 
 
 class Method(ABC):
