@@ -61,7 +61,7 @@ def _count_handler_entries(pipe: Pipeline, counter: collections.Counter) -> None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=700, help="examples per operation and generation mode")
+    parser.add_argument("--examples", type=int, default=900, help="examples per operation and generation mode")
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.environ.setdefault("OBLIVIATE_KEY_DIR", tempfile.mkdtemp(prefix="fuzz-keys-"))
@@ -99,7 +99,7 @@ def main() -> None:
                 sent += 1
                 statuses[response.status_code] += 1
                 body = response.text
-                if response.status_code >= 500 or "Traceback" in body:
+                if response.status_code >= 500 or "Traceback (most recent call last)" in body:
                     failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: {body[:200]}")
 
             before = sent
@@ -118,7 +118,7 @@ def main() -> None:
     )
     print(f"status codes: {dict(sorted(statuses.items()))}")
     server_errors = sum(n for code, n in statuses.items() if code >= 500)
-    tracebacks = sum("Traceback" in f for f in failures)
+    tracebacks = sum("Traceback (most recent call last)" in f for f in failures)
     print(f"5xx responses: {server_errors}; bodies with a traceback: {tracebacks}")
     for line in failures[:10]:
         print("  " + line)

@@ -270,6 +270,11 @@ def test_bad_suites_are_refused_with_clear_errors(tmp_path):
         Suite.model_validate(variant(metrics=["accuracy_of_vibes"]))
     with pytest.raises(ValidationError, match="scenarios"):
         Suite.model_validate({k: v for k, v in SUITE.items() if k != "scenarios"})
+    rows = [{"name": "rows", "spec": {"indices": [1, 2, 3]}}]
+    with pytest.raises(ValidationError, match="method 'boundary_shrink' cannot serve scenario 'rows' \\(random\\)"):
+        Suite.model_validate(variant(methods=["boundary_shrink"], scenarios=rows))
+    with pytest.raises(ValidationError, match="method 'blindspot' serves \\['regression'\\] tasks"):
+        Suite.model_validate(variant(methods=["blindspot"]))
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ValueError, match="YAML mapping"):

@@ -7,7 +7,6 @@ import json
 import sys
 
 import pytest
-
 from rich.table import Table
 
 from obliviate import TrainConfig, build_model, fit, load_data

@@ -89,6 +89,16 @@ class Suite(BaseModel):
             raise ValueError(f"scenario names must be unique, got {names}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be unique, got {self.seeds}")
+        for m in self.methods:  # refuse now, not after the originals were trained
+            method = REGISTRY[m.name]
+            if self.kind not in method.kinds:
+                raise ValueError(f"method {m.key!r} serves {sorted(method.kinds)} tasks, not {self.kind}")
+            for sc in self.scenarios:
+                if sc.spec.scenario not in method.scenarios:
+                    raise ValueError(
+                        f"method {m.key!r} cannot serve scenario {sc.name!r} ({sc.spec.scenario}); "
+                        f"it serves {', '.join(sorted(method.scenarios))}"
+                    )
         unknown = [m for m in self.metrics or [] if m not in METRICS]
         if unknown:
             raise ValueError(f"unknown metrics {unknown}; known: {sorted(METRICS)}")
