@@ -180,3 +180,18 @@ def test_hidden_of_a_trillion_is_refused_before_allocating(tmp_path, monkeypatch
     args = ["pipeline", "init", "--home", str(home), "--data", str(_npz(tmp_path, "d.npz"))]
     code, _, err = run_cli(monkeypatch, capsys, *args, "--model-set", f"hidden=[{10**12}]")
     assert code == 2 and "more than" in err and not home.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "extra"),
+    [
+        (["train", "--out", "{tmp}/m.safetensors", "--data", "mnist5k"], "data"),
+        (["pipeline", "status", "--home", "{tmp}/home"], "pipeline"),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_it(tmp_path, monkeypatch, capsys, args, extra):
+    for name in ("mlxtend", "mlxtend.data", "sqlalchemy"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "obliviate.pipeline", raising=False)
+    code, _, err = run_cli(monkeypatch, capsys, *[a.format(tmp=tmp_path) for a in args])
+    assert code == 2 and f"pip install 'obliviate[{extra}]'" in err and len(err.strip().splitlines()) == 1

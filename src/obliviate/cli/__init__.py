@@ -29,10 +29,11 @@ def main() -> None:
             app()
         except ValidationError as exc:
             first = exc.errors()[0]
-            err_console.print(f"error: invalid {'.'.join(map(str, first['loc'])) or 'input'}: {first['msg']}")
+            where = ".".join(map(str, first["loc"])) or "input"
+            err_console.print(f"error: invalid {where}: {first['msg']}", markup=False)
             sys.exit(2)
         except USER_ERRORS as exc:
-            err_console.print(f"error: {exc}")
+            err_console.print(f"error: {exc}", markup=False)
             sys.exit(2)
 
 

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from obliviate.checkpoint import CheckpointError
 from obliviate.data import DataError
+from obliviate.extras import MissingExtra
 from obliviate.forget import ForgetSpec, ForgetSpecError
 from obliviate.methods import MethodError
 from obliviate.tables import FORMATS, TableConsole
@@ -23,7 +24,6 @@ app = typer.Typer(
 )
 console = TableConsole(soft_wrap=not sys.stdout.isatty())  # log lines unwrapped; tables: see obliviate.tables
 err_console = Console(stderr=True, soft_wrap=True)  # one-line errors, never wrapped
-
 
 
 @app.callback()
@@ -39,6 +39,7 @@ def _options(
 
 
 USER_ERRORS = (
+    MissingExtra,
     DataError,
     ForgetSpecError,
     MethodError,

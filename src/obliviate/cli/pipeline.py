@@ -37,13 +37,20 @@ HomeOpt = typer.Option(
 
 
 def _open(home: Path):
+    _need_pipeline()
     from obliviate.pipeline import Pipeline
 
     return Pipeline(home)
 
 
+def _need_pipeline() -> None:
+    from obliviate.extras import need
+
+    need("sqlalchemy", "pipeline")
+
+
 def _fail(message: str) -> None:
-    err_console.print(f"error: {message}")
+    err_console.print(f"error: {message}", markup=False)
     raise typer.Exit(2)
 
 
@@ -75,6 +82,8 @@ def init(
 ) -> None:
     """Create a pipeline home: config, ledger, and the first model version (trained unless --model-file)."""
     from obliviate.checkpoint import load_model
+
+    _need_pipeline()
     from obliviate.pipeline import DataSource, Pipeline, PipelineConfig, SisaSettings
 
     settings = {
@@ -155,9 +164,9 @@ def process_cmd(
     watch: float = typer.Option(None, help="keep polling the queue every this many seconds"),
 ) -> None:
     """Serve waiting requests: recover interrupted work, then batch, unlearn, gate, promote, record."""
+    pipe = _open(home)
     from obliviate.pipeline import BusyError, process
 
-    pipe = _open(home)
     while True:
         try:
             outcomes = process(pipe, max_batches=max_batches, wait=wait)
@@ -215,9 +224,9 @@ def models(
 def check_cmd(home: Path = HomeOpt) -> None:
     """Cross-check ledger, registry and audit log: signatures, hashes, and requests done <->
     versions <-> forgotten rows <-> audit entries. Prints each mismatch; exits 1 if there is any."""
+    pipe = _open(home)
     from obliviate.pipeline.integrity import check
 
-    pipe = _open(home)
     problems = check(pipe)
     for problem in problems:
         err_console.print(f"mismatch: {problem}", markup=False)
@@ -241,8 +250,10 @@ def serve(
     token: str = typer.Option(None, envvar="OBLIVIATE_TOKEN", help="bearer token clients must send (env)"),
 ) -> None:
     """Run the HTTP service (submit, query, models, audit; OpenAPI at /docs)."""
-    import uvicorn
+    from obliviate.extras import need
 
+    uvicorn = need("uvicorn", "serve")
+    need("fastapi", "serve")
     from obliviate.pipeline.service import create_app
 
     if not token:
@@ -259,9 +270,9 @@ app.command("process")(process_cmd)
 def verify(home: Path = HomeOpt) -> None:
     """Check the audit log's hash chain, its signatures and the ledger's copy of its hashes;
     reports the first broken entry and exits 1 if any."""
+    pipe = _open(home)
     from obliviate.pipeline.integrity import IntegrityError, verify_audit
 
-    pipe = _open(home)
     result = pipe.audit.verify()
     if not result.ok:
         err_console.print(f"audit chain BROKEN at entry {result.broken_at} of {result.entries}: {result.problem}")

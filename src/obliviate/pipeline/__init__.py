@@ -1,5 +1,6 @@
 """The deletion pipeline: a ledger of requests, a model registry, processing with gates, an audit
-trail, and an HTTP service (DESIGN section 6). A user of the core, not part of it."""
+trail, and an HTTP service (DESIGN section 6). A user of the core, not part of it; it needs the
+``pipeline`` extra (SQLAlchemy), and the service the ``serve`` extra."""
 
 from obliviate.pipeline.audit import AuditLog, Verification
 from obliviate.pipeline.config import DataSource, PipelineConfig, SisaSettings

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from obliviate.extras import need
+
 JOB_THREADS = 1
 """Torch threads per job, fixed so a result never depends on where the job ran."""
 
@@ -50,8 +52,7 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None):
-        import ray
-
+        ray = need("ray", "ray")
         self._ray = ray
         if not ray.is_initialized():
             if address:

@@ -7,7 +7,10 @@ import base64
 import io
 
 import numpy as np
-from matplotlib.figure import Figure
+
+from obliviate.extras import need
+
+Figure = need("matplotlib.figure", "plots").Figure
 
 
 def to_base64_png(fig: Figure) -> str:

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from obliviate.extras import need
 from obliviate.forget import ForgetSpec
 from obliviate.methods import REGISTRY, make_config
 from obliviate.metrics import METRICS
@@ -118,6 +118,7 @@ class Suite(BaseModel):
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such suite file")
+        yaml = need("yaml", "bench")
         try:
             raw = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
