@@ -3,30 +3,26 @@
 The flow: ``Dataset`` -> ``ForgetSpec`` -> ``UnlearningTask`` -> ``unlearn`` -> ``evaluate``.
 """
 
-from obliviate.data import Dataset, DataSplit, load_data, split_dataset
-from obliviate.evaluation import Report, evaluate
-from obliviate.forget import DataAccessError, ForgetSpec, ForgetSpecError, UnlearningTask
-from obliviate.methods import REGISTRY, RunLog, UnlearningResult, unlearn
-from obliviate.models import ActivationRecorder, build_model
-from obliviate.training import TrainConfig, fit
+import importlib
 
-__all__ = [
-    "REGISTRY",
-    "ActivationRecorder",
-    "DataAccessError",
-    "DataSplit",
-    "Dataset",
-    "ForgetSpec",
-    "ForgetSpecError",
-    "Report",
-    "RunLog",
-    "TrainConfig",
-    "UnlearningResult",
-    "UnlearningTask",
-    "build_model",
-    "evaluate",
-    "fit",
-    "load_data",
-    "split_dataset",
-    "unlearn",
-]
+_HOMES = {
+    "obliviate.data": ("Dataset", "DataSplit", "load_data", "split_dataset"),
+    "obliviate.evaluation": ("Report", "evaluate"),
+    "obliviate.forget": ("DataAccessError", "ForgetSpec", "ForgetSpecError", "UnlearningTask"),
+    "obliviate.methods": ("REGISTRY", "RunLog", "UnlearningResult", "unlearn"),
+    "obliviate.models": ("ActivationRecorder", "build_model"),
+    "obliviate.training": ("TrainConfig", "fit"),
+}
+_WHERE = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str):
+    """Import on first use (PEP 562), so ``obliviate --help`` does not wait for torch."""
+    if name not in _WHERE:
+        raise AttributeError(f"module 'obliviate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = sorted(_WHERE)

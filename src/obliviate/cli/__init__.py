@@ -7,9 +7,7 @@ import pkgutil
 import sys
 import warnings
 
-from pydantic import ValidationError
-
-from obliviate.cli.app import USER_ERRORS, app, err_console
+from obliviate.cli.app import app, err_console, user_errors
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "app":
@@ -27,13 +25,17 @@ def main() -> None:
         warnings.showwarning = _one_line_warning
         try:
             app()
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(map(str, first["loc"])) or "input"
-            err_console.print(f"error: invalid {where}: {first['msg']}", markup=False)
-            sys.exit(2)
-        except USER_ERRORS as exc:
-            err_console.print(f"error: {exc}", markup=False)
+        except Exception as exc:
+            from pydantic import ValidationError  # imported late: starting the CLI stays fast
+
+            if isinstance(exc, ValidationError):
+                first = exc.errors()[0]
+                where = ".".join(map(str, first["loc"])) or "input"
+                err_console.print(f"error: invalid {where}: {first['msg']}", markup=False)
+            elif isinstance(exc, user_errors()):
+                err_console.print(f"error: {exc}", markup=False)
+            else:
+                raise
             sys.exit(2)
 
 

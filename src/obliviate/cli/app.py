@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from obliviate.checkpoint import CheckpointError
-from obliviate.data import DataError
-from obliviate.extras import MissingExtra
-from obliviate.forget import ForgetSpec, ForgetSpecError
-from obliviate.methods import MethodError
 from obliviate.tables import FORMATS, TableConsole
+
+if TYPE_CHECKING:
+    from obliviate.forget import ForgetSpec
 
 app = typer.Typer(
     help="Obliviate: make trained models forget data, and prove it.",
@@ -38,17 +37,26 @@ def _options(
     console.format = output
 
 
-USER_ERRORS = (
-    MissingExtra,
-    DataError,
-    ForgetSpecError,
-    MethodError,
-    CheckpointError,
-    FileNotFoundError,
-    KeyError,
-    FloatingPointError,
-    ValueError,
-)
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input (one line, exit 2); imported only when one is raised,
+    so that starting the CLI does not import torch."""
+    from obliviate.checkpoint import CheckpointError
+    from obliviate.data import DataError
+    from obliviate.extras import MissingExtra
+    from obliviate.forget import ForgetSpecError
+    from obliviate.methods import MethodError
+
+    return (
+        MissingExtra,
+        DataError,
+        ForgetSpecError,
+        MethodError,
+        CheckpointError,
+        FileNotFoundError,
+        KeyError,
+        FloatingPointError,
+        ValueError,
+    )
 
 
 def parse_values(pairs: list[str] | None) -> dict:
@@ -91,6 +99,8 @@ def build_spec(
     seed: int,
 ) -> ForgetSpec:
     """A ForgetSpec from ``--spec JSON`` or from exactly one of the selector options."""
+    from obliviate.forget import ForgetSpec
+
     if spec:
         return ForgetSpec.model_validate_json(Path(spec[1:]).read_text() if spec.startswith("@") else spec)
     return ForgetSpec(

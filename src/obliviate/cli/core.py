@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from obliviate.checkpoint import check_output, load_model, save_model
 from obliviate.cli.app import (
     ClassesOpt,
     FractionOpt,
@@ -22,13 +22,11 @@ from obliviate.cli.app import (
     console,
     parse_values,
 )
-from obliviate.data import load_data
-from obliviate.display import report_table
-from obliviate.evaluation import evaluate
-from obliviate.forget import ForgetSpec, UnlearningTask
-from obliviate.methods import REGISTRY, unlearn
-from obliviate.models import build_model
-from obliviate.training import TrainConfig, fit
+
+if TYPE_CHECKING:
+    from obliviate.forget import ForgetSpec, UnlearningTask
+
+# Commands import the library inside their bodies, so that `obliviate --help` starts without torch.
 
 
 @app.command()
@@ -45,6 +43,8 @@ def demo(
 ) -> None:
     """Train on bundled data, forget one class with several methods, compare with retraining."""
     from obliviate.demo import run_demo
+    from obliviate.display import report_table
+    from obliviate.forget import ForgetSpec
 
     start = time.perf_counter()
     names = [m for m in methods.split(",") if m] if methods else None
@@ -74,6 +74,11 @@ def train(
     option: list[str] = typer.Option(None, "--set", help="training recipe override key=value"),
 ) -> None:
     """Train a model and save it with a card recording data and recipe."""
+    from obliviate.checkpoint import save_model
+    from obliviate.data import load_data
+    from obliviate.models import build_model
+    from obliviate.training import TrainConfig, fit
+
     recipe = TrainConfig(**{"seed": seed, **parse_values(option)})
     split = load_data(data, kind=kind, target=target, seed=seed)
     net = build_model(model, split.train.input_shape, split.train.num_outputs, seed=seed)
@@ -95,6 +100,9 @@ def train(
 
 
 def _load_task(card: dict, data: str | None, spec: ForgetSpec) -> UnlearningTask:
+    from obliviate.data import load_data
+    from obliviate.forget import UnlearningTask
+
     info = card.get("data", {})
     source = data or info.get("source")
     if source is None:
@@ -124,6 +132,9 @@ def forget(
     seed: int = typer.Option(0),
 ) -> None:
     """Apply an unlearning method to a saved model and save the result beside a new card."""
+    from obliviate.checkpoint import check_output, load_model, save_model
+    from obliviate.methods import unlearn
+
     check_output(out, model_file)
     forget_spec = build_spec(spec, classes, subclass, indices, fraction, target_range, spec_seed)
     model, card = load_model(model_file)
@@ -160,6 +171,10 @@ def evaluate_cmd(
     out: Path = typer.Option(Path("report.json"), help="JSON report to write"),
 ) -> None:
     """Evaluate saved models on a forget request and write a JSON report."""
+    from obliviate.checkpoint import load_model
+    from obliviate.display import report_table
+    from obliviate.evaluation import evaluate
+
     forget_spec = build_spec(spec, classes, subclass, indices, fraction, target_range, spec_seed)
     models, cards = {}, {}
     for pair in parse_values(model).items():
@@ -181,6 +196,8 @@ def evaluate_cmd(
 @app.command()
 def methods() -> None:
     """List the registered unlearning methods with their data needs and default configs."""
+    from obliviate.methods import REGISTRY
+
     table = Table(title="unlearning methods")
     for col in ("name", "reads", "tasks", "scenarios", "defaults", "what it does"):
         table.add_column(col)

@@ -24,7 +24,6 @@ from obliviate.cli.app import (
     err_console,
     parse_values,
 )
-from obliviate.training import TrainConfig
 
 pipeline_app = typer.Typer(help="Honour deletion requests: ledger, processing, model registry.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail of processed deletion batches.", no_args_is_help=True)
@@ -82,6 +81,7 @@ def init(
 ) -> None:
     """Create a pipeline home: config, ledger, and the first model version (trained unless --model-file)."""
     from obliviate.checkpoint import load_model
+    from obliviate.training import TrainConfig
 
     _need_pipeline()
     from obliviate.pipeline import DataSource, Pipeline, PipelineConfig, SisaSettings
