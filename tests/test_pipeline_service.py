@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import threading
 import time
@@ -19,7 +20,8 @@ from obliviate.pipeline.service import Guard, create_app
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-CLIENTS, PER_CLIENT = 8, 125
+CLIENTS = int(os.environ.get("OBLIVIATE_LOAD_CLIENTS", "8"))
+PER_CLIENT = int(os.environ.get("OBLIVIATE_LOAD_REQUESTS", "1000")) // CLIENTS  # issue #15: 64 x 10,000
 
 
 def _free_port() -> int:
@@ -34,7 +36,8 @@ def server(request, tmp_path_factory):
     pipe = new_pipeline(tmp / "home", gates=PERMISSIVE, database=db_url(request.param, tmp))
     app = create_app(pipe.home, TOKEN, max_body=64 * 1024)
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", limit_concurrency=64))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                             limit_concurrency=max(64, CLIENTS + 16)))  # fmt: skip
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -211,5 +214,5 @@ def test_load_1000_requests_from_8_clients_none_lost_or_duplicated(server):
     assert len(returned) == CLIENTS * PER_CLIENT == len(set(returned.values()))
     assert len(stored) == CLIENTS * PER_CLIENT and len(pipe.ledger.list()) == before + CLIENTS * PER_CLIENT
     assert {r.client_key: r.id for r in stored} == returned, "every acknowledged request is stored exactly once"
-    print(f"\nload: {CLIENTS * PER_CLIENT} requests (+{CLIENTS * 13} retries) from {CLIENTS} clients "
+    print(f"\nload: {CLIENTS * PER_CLIENT} requests (+{CLIENTS * -(-PER_CLIENT // 10)} retries) from {CLIENTS} clients "
           f"in {seconds:.1f}s, lost 0, duplicated 0")  # fmt: skip
