@@ -36,8 +36,8 @@ def server(request, tmp_path_factory):
     pipe = new_pipeline(tmp / "home", gates=PERMISSIVE, database=db_url(request.param, tmp))
     app = create_app(pipe.home, TOKEN, max_body=64 * 1024)
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                             limit_concurrency=max(64, CLIENTS + 16)))  # fmt: skip
+    limit = max(64, CLIENTS + 16)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", limit_concurrency=limit))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
