@@ -100,8 +100,11 @@ def load_card(path: str | Path) -> dict:
 def build_checked(name: str, input_shape: tuple[int, ...], num_outputs: int, **kwargs) -> nn.Module:
     """``build_model``, after building it on the meta device (no memory) to check its size, so
     a forged card or a typo in ``hidden`` cannot make us try to allocate terabytes."""
-    with torch.device("meta"):
-        skeleton = build_model(name, input_shape, num_outputs, **kwargs)
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(name, input_shape, num_outputs, **kwargs)
+    except (RuntimeError, NotImplementedError):  # computes with real values while constructed: no dry run
+        return build_model(name, input_shape, num_outputs, **kwargs)
     size = sum(math.prod(t.shape) for t in skeleton.state_dict().values())
     if size > MAX_PARAMETERS:
         raise CheckpointError(f"model {name} with {kwargs} would hold {size:,} values (more than {MAX_PARAMETERS:,})")
