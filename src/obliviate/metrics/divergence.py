@@ -14,8 +14,7 @@ def random_model_outputs(ctx: MetricContext, view: str = "forget") -> torch.Tens
     """Outputs of a randomly initialised model of the same architecture, seeded by ``ctx.seed``
     so every model in one evaluation is compared with the same random network; the global
     RNG is left as it was."""
-    with torch.random.fork_rng():
-        rand = fresh_copy(ctx.model, seed=ctx.seed)
+    rand = fresh_copy(ctx.model, seed=ctx.seed)
     return predict(rand, getattr(ctx.task, view).X, device=ctx.device)
 
 

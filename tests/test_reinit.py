@@ -1,0 +1,123 @@
+"""Re-initialisation (``fresh_copy``): every trainable tensor new, every frozen one kept, RNG untouched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from obliviate.models import ReinitError, fresh_copy
+
+
+class Mixed(nn.Module):
+    """A frozen 'pretrained' backbone, a trainable BatchNorm head, a bare matrix and a bare scalar."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(144, 16), nn.BatchNorm1d(16), nn.Linear(16, 3))
+        self.mix = nn.Parameter(torch.randn(3, 3))
+        self.temperature = nn.Parameter(torch.tensor(3.0))
+
+    def forward(self, x):
+        return self.head(self.backbone(x)) @ self.mix / self.temperature
+
+
+def trained_mixed() -> Mixed:
+    """A Mixed whose trainable tensors and norm statistics have all moved away from their init."""
+    torch.manual_seed(0)
+    model = Mixed()
+    model.backbone.requires_grad_(False)
+    x, y = torch.randn(64, 1, 8, 8), torch.randint(0, 3, (64,))
+    model.train()
+    with torch.no_grad():  # statistics of the frozen backbone from its 'pretraining'
+        model.backbone(x * 3 + 1)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    for _ in range(5):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model
+
+
+def test_trainable_tensors_change_frozen_ones_stay():
+    model = trained_mixed()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fresh = fresh_copy(model, seed=3)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items()), "the original was changed"
+    new = dict(fresh.named_parameters())
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert not torch.equal(new[name], p), f"trainable {name} was not re-initialised"
+        else:
+            assert torch.equal(new[name], p), f"frozen {name} changed"
+    bn_frozen, bn_trainable = fresh.backbone[1], fresh.head[1]
+    assert torch.equal(bn_frozen.running_mean, model.backbone[1].running_mean)  # pretrained statistics kept
+    assert torch.equal(bn_frozen.running_var, model.backbone[1].running_var)
+    assert torch.equal(bn_trainable.running_mean, torch.zeros(16))
+    assert torch.equal(bn_trainable.running_var, torch.ones(16))
+    temperature = float(fresh.temperature.detach())
+    assert 1.5 <= temperature <= 4.5 and temperature != float(model.temperature.detach())
+
+
+def test_seeded_and_private_random_stream():
+    model = trained_mixed()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a, b, c = fresh_copy(model, seed=7), fresh_copy(model, seed=7), fresh_copy(model, seed=8)
+    fresh_copy(model)  # unseeded: a fresh random seed, still not from the global stream
+    assert torch.equal(torch.get_rng_state(), state), "fresh_copy changed the global random state"
+    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters(), strict=True):
+        assert torch.equal(pa, pb), f"same seed, different {name}"
+        if pa.requires_grad and not name.startswith("head.1."):  # BatchNorm's init is not random
+            assert not torch.equal(pa, pc), f"different seeds, same {name}"
+
+
+def test_builtin_layers_match_torchs_own_reset():
+    """Plain torch layers get exactly their own ``reset_parameters`` init under the seed."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 2))
+    fresh = fresh_copy(net, seed=11)
+    torch.manual_seed(11)
+    expected = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 2))
+    for p, q in zip(fresh.parameters(), expected.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+class HalfReset(nn.Module):
+    """A module whose own reset forgets one of its parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 4))
+        self.forgotten = nn.Parameter(torch.randn(4))
+
+    def reset_parameters(self):
+        nn.init.normal_(self.w)
+
+    def forward(self, x):
+        return x @ self.w + self.forgotten
+
+
+def test_incomplete_reset_is_loud():
+    with pytest.raises(ReinitError, match=r"'1\.forgotten': HalfReset\.reset_parameters"):
+        fresh_copy(nn.Sequential(nn.Linear(4, 4), HalfReset()), seed=0)
+
+
+def test_all_frozen_model_is_returned_as_is():
+    model = trained_mixed().requires_grad_(False)
+    fresh = fresh_copy(model, seed=0)
+    for k, v in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+
+
+def test_retrain_keeps_a_frozen_backbone_pretrained():
+    from obliviate import ForgetSpec, TrainConfig, UnlearningTask, load_data, unlearn
+
+    task = UnlearningTask.build(load_data("digits"), ForgetSpec(classes=[3]))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    model[1].requires_grad_(False)
+    ref = unlearn(model, task, "retrain", recipe=TrainConfig(epochs=1)).model
+    assert torch.equal(ref[1].weight, model[1].weight) and torch.equal(ref[1].bias, model[1].bias)
+    assert not torch.equal(ref[3].weight, model[3].weight)
