@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import torch
 import typer
 from rich.console import Console
 
@@ -13,6 +14,7 @@ from obliviate.checkpoint import CheckpointError
 from obliviate.data import DataError
 from obliviate.forget import ForgetSpec, ForgetSpecError
 from obliviate.methods import MethodError
+from obliviate.plugins import load_plugins
 
 app = typer.Typer(
     help="Obliviate: make trained models forget data, and prove it.",
@@ -22,6 +24,34 @@ app = typer.Typer(
 )
 console = Console(width=None if sys.stdout.isatty() else 160)  # wide tables in logs and pipes
 err_console = Console(stderr=True, soft_wrap=True)  # one-line errors, never wrapped
+
+
+@app.callback()
+def _global_options(
+    plugin: list[str] = typer.Option(
+        None, "--plugin", help="import this module first: it registers models, methods, metrics (repeat)"
+    ),
+) -> None:
+    """Load plugins (named, and installed under the ``obliviate.plugins`` entry point) before any command."""
+    load_plugins(plugin or [])
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is the GPU when there is one, else the CPU; anything else must be usable here."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N, mps or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} is not available: this torch sees no CUDA GPU")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} is not available: {torch.cuda.device_count()} CUDA GPU(s) here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} is not available on this machine")
+    return device
+
 
 USER_ERRORS = (
     DataError,
@@ -94,3 +124,4 @@ IndicesOpt = typer.Option(None, "--indices", help="training rows: 1,2,3 or @file
 FractionOpt = typer.Option(None, "--fraction", help="forget this random fraction of training rows")
 RangeOpt = typer.Option(None, "--target-range", help="LO:HI regression targets to forget")
 SpecSeedOpt = typer.Option(0, "--spec-seed", help="seed for --fraction")
+DeviceOpt = typer.Option("auto", "--device", help="cpu, cuda, cuda:N, mps, or auto (the GPU when there is one)")

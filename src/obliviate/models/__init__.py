@@ -67,10 +67,14 @@ def import_factory(path: str) -> Callable[..., nn.Module]:
 
 def resolve_architecture(name: str) -> Callable[..., nn.Module]:
     """A registered architecture, or a factory named by import path (``"my_pkg.models:build"``)."""
-    if name in ARCHITECTURES:
-        return ARCHITECTURES[name]
     if ":" in name:
         return import_factory(name)
+    if name not in ARCHITECTURES:
+        from obliviate.plugins import load_plugins
+
+        load_plugins()
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name]
     raise KeyError(f"unknown model {name!r}; choose from {sorted(ARCHITECTURES)} or give 'package.module:function'")
 
 
