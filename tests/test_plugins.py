@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -77,7 +76,7 @@ def user_code(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "gn_plugin.py").write_text(PLUGIN)
     yield tmp_path
-    for registry, before in zip((REGISTRY, METRICS, ARCHITECTURES), saved, strict=False):
+    for registry, before in zip((REGISTRY, METRICS, ARCHITECTURES), saved[:3], strict=True):
         registry.clear()
         registry.update(before)
     plugins._named[:] = saved[3]
@@ -155,7 +154,8 @@ def test_save_model_needs_a_factory_that_rebuilds_it(user_code):
     card = save_model(user_code / "m.safetensors", model, factory="gn_plugin:build", channels=4)
     assert card["architecture"] == {"factory": "gn_plugin:build", "kwargs": {"channels": 4}}
     loaded, _ = load_model(user_code / "m.safetensors")
-    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    state = model.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())
     (user_code / "gn_plugin.py").unlink()
     del sys.modules["gn_plugin"]
     with pytest.raises(CheckpointError, match="cannot rebuild the model.*gn_plugin"):
@@ -172,8 +172,8 @@ def test_custom_model_through_forget_bench_and_pipeline(user_code, monkeypatch, 
     save_model("gn.safetensors", model, {"data": data}, factory="gn_plugin:build", channels=4)
 
     code, out, err = run_cli(
-        monkeypatch, capsys, "--plugin", "gn_plugin", "forget", "--model", "gn.safetensors", "--out", "gn-f.safetensors",
-        "--method", "shrink_head", "--classes", "3", "--device", "cpu",
+        monkeypatch, capsys, "--plugin", "gn_plugin", "forget", "--model", "gn.safetensors",
+        "--out", "gn-f.safetensors", "--method", "shrink_head", "--classes", "3", "--device", "cpu",
     )  # fmt: skip
     assert code == 0, err
     forgotten, card = load_model("gn-f.safetensors")
