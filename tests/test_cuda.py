@@ -4,6 +4,8 @@ Skipped without CUDA (``pytest -m cuda`` selects these on a GPU machine)."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -17,14 +19,11 @@ pytestmark = [
 
 
 def test_methods_keep_a_cuda_model_on_its_device(digits_model, class3_task):
-    model = digits_model.to("cuda")
-    try:
-        for method in ("finetune", "retrain", "bad_teacher"):
-            result = unlearn(model, class3_task, method, device="cuda")
-            devices = {p.device.type for p in result.model.parameters()}
-            assert devices == {"cuda"}, f"{method}: parameters on {devices}"
-    finally:
-        digits_model.to("cpu")
+    model = copy.deepcopy(digits_model).to("cuda")
+    for method in ("finetune", "retrain", "bad_teacher"):
+        result = unlearn(model, class3_task, method, device="cuda")
+        devices = {p.device.type for p in result.model.parameters()}
+        assert devices == {"cuda"}, f"{method}: parameters on {devices}"
 
 
 def test_fresh_copy_gives_the_same_weights_on_cuda_and_cpu(digits_split):
