@@ -22,10 +22,10 @@ from obliviate.atomic import atomic_write
 from obliviate.data import DataSplit, load_data
 from obliviate.evaluation import evaluate
 from obliviate.forget import ForgetSpec, UnlearningTask
-from obliviate.methods import RunLog, unlearn
+from obliviate.methods import RunLog, get_method, unlearn
 from obliviate.metrics.lira import lira_settings, remember_shadows, shadow_members, shadow_pool, train_shadow
 from obliviate.models import build_model
-from obliviate.runner.cache import ModelCache
+from obliviate.runner.cache import ModelCache, code_version, source_hash
 from obliviate.runner.suite import Suite, stable_hash
 from obliviate.training import fit, per_example_loss, predict, seed_everything
 
@@ -59,6 +59,7 @@ class Job:
                 "method": entry.model_dump(mode="json"),
                 "seed": self.seed,
                 "metrics": [s.metrics, s.metric_options],
+                "code": [code_version(), source_hash(get_method(entry.name))],
             }
         )
 
@@ -141,6 +142,7 @@ def train_lira_shadow(job: Job) -> np.ndarray:
             "shadows": k,
             "seed": job.seed,
             "index": job.shadow,
+            "code": code_version(),
         }
     )
     path = Path(job.cache_dir) / f"lira-shadow-{stable_hash(identity)}.npy"
