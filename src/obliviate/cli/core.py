@@ -47,7 +47,7 @@ def demo(
     device: str = DeviceOpt,
 ) -> None:
     """Train on bundled data, forget one class with several methods, compare with retraining."""
-    from obliviate.demo import run_demo
+    from obliviate.demos import run_demo
 
     start = time.perf_counter()
     where = resolve_device(device)
@@ -57,7 +57,7 @@ def demo(
         default = ["finetune", "gradient_ascent"]
         result = run_demo(data, model, spec, names or default, seed=seed, progress=True, device=where)
     else:
-        from obliviate.regression_demo import run_regression_demo
+        from obliviate.demos import run_regression_demo
 
         result = run_regression_demo(task, names, seed=seed, progress=True, device=where)
     console.print(report_table(result.report))

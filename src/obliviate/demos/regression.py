@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from obliviate.data import load_data
-from obliviate.demo import DemoResult, run_demo
+from obliviate.demos.classification import DemoResult, run_demo
 from obliviate.forget import ForgetSpec
 from obliviate.models.forecasting import target_scale
 from obliviate.training import TrainConfig
