@@ -104,11 +104,15 @@ def test_incomplete_reset_is_loud():
         fresh_copy(nn.Sequential(nn.Linear(4, 4), HalfReset()), seed=0)
 
 
-def test_all_frozen_model_is_returned_as_is():
-    model = trained_mixed().requires_grad_(False)
-    fresh = fresh_copy(model, seed=0)
-    for k, v in model.state_dict().items():
-        assert torch.equal(fresh.state_dict()[k], v), k
+def test_frozen_models_keep_frozen_or_become_wholly_random():
+    model = trained_mixed()
+    with pytest.raises(ReinitError, match="no trainable parameters"):
+        fresh_copy(model.requires_grad_(False), seed=0)
+    random_net = fresh_copy(model, seed=1, keep_frozen=False)  # what ZRF compares with
+    for (name, p), q in zip(random_net.named_parameters(), model.parameters(), strict=True):
+        deterministic_init = name.startswith(("backbone.1.", "head.1."))  # BatchNorm: ones and zeros
+        assert not p.requires_grad and (deterministic_init or not torch.equal(p, q)), name
+    assert torch.equal(random_net.backbone[1].running_var, torch.ones(4))  # frozen statistics reset too
 
 
 def test_retrain_keeps_a_frozen_backbone_pretrained():

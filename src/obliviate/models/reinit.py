@@ -13,7 +13,7 @@ A model is re-initialised layer by layer, the way torch builds it:
   (an all-zero tensor, the usual init of a bias or a token, stays zero);
 - frozen parameters (``requires_grad=False``) are kept exactly, and so are the BatchNorm running
   statistics of a frozen part, so a frozen pretrained backbone stays pretrained in the reference;
-  the statistics of every other norm layer are reset.
+  the statistics of every other norm layer are reset (``keep_frozen=False`` resets everything).
 
 Loud: a reset method that leaves one of its module's trainable parameters as it was raises
 ``ReinitError`` naming it (each such parameter is filled with NaN before the reset, so a reset that
@@ -74,6 +74,8 @@ def _in_frozen_part(model: nn.Module, path: str) -> bool:
 
 
 def _reinit_in_place(model: nn.Module, seed: int) -> None:
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ReinitError("the model has no trainable parameters, so there is nothing to re-initialise")
     frozen = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
     gen = torch.Generator().manual_seed(seed)
     bare: list[nn.Parameter] = []
@@ -117,20 +119,27 @@ def _reinit_in_place(model: nn.Module, seed: int) -> None:
             module.reset_running_stats()
 
 
-def fresh_copy(model: nn.Module, seed: int | None = None) -> nn.Module:
+def fresh_copy(model: nn.Module, seed: int | None = None, *, keep_frozen: bool = True) -> nn.Module:
     """A re-initialised copy of ``model`` (rules in the module doc); ``model`` is not changed.
 
     Same ``seed``, same weights; without one the draws come from a fresh random seed. The global
-    random generators are left exactly as they were.
+    random generators are left exactly as they were. ``keep_frozen=False`` re-initialises frozen
+    parameters too (a wholly random network of the same architecture, as ZRF compares with); the
+    copy's parameters keep their ``requires_grad`` flags either way.
     """
     if seed is None:
         seed = torch.Generator().seed()
     clone = copy.deepcopy(model)
+    flags = {name: p.requires_grad for name, p in clone.named_parameters()}
+    if not keep_frozen:
+        clone.requires_grad_(True)
     places = {name: t.device for name, t in _tensors(clone)}
     off_cpu = any(d.type != "cpu" for d in places.values())
     if off_cpu:
         clone.cpu()
     _reinit_in_place(clone, seed)
+    for name, p in clone.named_parameters():
+        p.requires_grad_(flags[name])
     if off_cpu:
         for name, t in _tensors(clone):
             t.data = t.data.to(places[name])
