@@ -125,3 +125,19 @@ def test_retrain_keeps_a_frozen_backbone_pretrained():
     ref = unlearn(model, task, "retrain", recipe=TrainConfig(epochs=1)).model
     assert torch.equal(ref[1].weight, model[1].weight) and torch.equal(ref[1].bias, model[1].bias)
     assert not torch.equal(ref[3].weight, model[3].weight)
+
+
+def test_hugging_face_model_gets_its_own_init():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, num_labels=3
+    )
+    model = transformers.BertForSequenceClassification(config)
+    with torch.no_grad():  # stands in for training: every tensor moves away from its init
+        for p in model.parameters():
+            p.add_(torch.rand_like(p))
+    fresh = fresh_copy(model, seed=0)
+    for (name, p), q in zip(fresh.named_parameters(), model.parameters(), strict=True):
+        assert not torch.equal(p, q), name
+    query = fresh.bert.encoder.layer[0].attention.self.query.weight
+    assert 0.01 < float(query.detach().std()) < 0.03  # BERT's normal(0, 0.02), not torch's Linear default (about 0.14)

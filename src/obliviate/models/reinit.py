@@ -1,9 +1,11 @@
 """Re-initialisation for the retrained reference, random teachers and shadow models: right or loud.
 
-A model is re-initialised layer by layer, the way torch builds it:
+A model is re-initialised layer by layer, the way its library builds it:
 
-- every module that owns a trainable parameter and defines ``reset_parameters`` (all of torch's
-  layers do; ``_reset_parameters``, torch's name in attention layers, counts too) is reset;
+- every module that owns a trainable parameter is reset by the model's own per-module init when
+  the model has one (``model._init_weights(module)``, as Hugging Face models do), else by the
+  module's ``reset_parameters`` (all of torch's layers define it; ``_reset_parameters``, torch's
+  name in attention layers, counts too);
 - a trainable parameter owned by a module without such a method (a bare ``nn.Parameter``: a
   temperature, a scale, a positional table) is re-drawn by a fixed rule, since its own init is
   unknown: a tensor with two or more dimensions like torch's default for a weight (Kaiming-uniform,
@@ -29,6 +31,7 @@ weights on every device.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import torch
@@ -73,39 +76,51 @@ def _in_frozen_part(model: nn.Module, path: str) -> bool:
     return False
 
 
+def _run_reset(reset, params: list[tuple[str, nn.Parameter]], where: str) -> list[tuple[str, nn.Parameter]]:
+    """Fill ``params`` with NaN and call ``reset``; returns those it left untouched (still NaN)."""
+    with torch.no_grad():
+        for _, p in params:
+            p.fill_(float("nan"))
+    try:
+        reset()
+    except Exception as exc:  # a user's reset method: say which module, keep the reason
+        raise ReinitError(f"cannot re-initialise {where}: {exc}") from None
+    return [(n, p) for n, p in params if torch.isnan(p).any()]
+
+
 def _reinit_in_place(model: nn.Module, seed: int) -> None:
     if not any(p.requires_grad for p in model.parameters()):
         raise ReinitError("the model has no trainable parameters, so there is nothing to re-initialise")
     frozen = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
+    model_init = getattr(model, "_init_weights", None)  # Hugging Face models' own per-module init
     gen = torch.Generator().manual_seed(seed)
     bare: list[nn.Parameter] = []
     done: set[int] = set()
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         for path, module in model.named_modules():
-            own = [(n, p) for n, p in module.named_parameters(recurse=False) if p.requires_grad]
-            own = [(n, p) for n, p in own if id(p) not in done]
+            own = [(n, p) for n, p in module.named_parameters(recurse=False) if p.requires_grad and id(p) not in done]
             if not own:
                 continue
+            where = path or "the model"
+            values = {id(p): p.detach().clone() for _, p in own}
+            left = own
+            if callable(model_init):
+                left = _run_reset(functools.partial(model_init, module), left, where)
             reset = _reset_method(module)
-            if reset is None:
-                bare.extend(p for _, p in own)
-                continue
-            with torch.no_grad():
-                for _, p in own:
-                    p.fill_(float("nan"))
-            try:
-                reset()
-            except Exception as exc:  # a user's reset method: say which module, keep the reason
-                raise ReinitError(f"cannot re-initialise {path or 'the model'}: {exc}") from None
-            for name, p in own:
-                if torch.isnan(p).any():
-                    where = f"{path}.{name}" if path else name
+            if left and reset is not None:
+                left = _run_reset(reset, left, where)
+                if left:
+                    name = f"{path}.{left[0][0]}" if path else left[0][0]
                     raise ReinitError(
-                        f"cannot re-initialise parameter {where!r}: {type(module).__name__}.{reset.__name__} "
+                        f"cannot re-initialise parameter {name!r}: {type(module).__name__}.{reset.__name__} "
                         "does not reset it; make that method cover every parameter of the module"
                     )
-                done.add(id(p))
+            with torch.no_grad():
+                for _, p in left:
+                    p.copy_(values[id(p)])
+            bare.extend(p for _, p in left)
+            done.update(id(p) for _, p in own if all(p is not q for _, q in left))
     for p in bare:
         if id(p) not in done:
             _redraw_bare(p, gen)
