@@ -163,9 +163,11 @@ def test_save_model_needs_a_factory_that_rebuilds_it(user_code):
 
 
 def test_custom_model_through_forget_bench_and_pipeline(user_code, monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--model", "gncnn", "--out", "t.safetensors")
+    assert code == 2 and "unknown model 'gncnn'" in err  # not registered without the plugin
     import gn_plugin
 
-    monkeypatch.chdir(tmp_path)
     split = load_data("digits", seed=0)
     model = fit(gn_plugin.build(channels=4), split.train, TrainConfig(epochs=1, seed=0)).model
     data = {"source": "digits", "kind": "classification", "split_seed": 0, "fingerprint": split.train.fingerprint()}
@@ -179,6 +181,10 @@ def test_custom_model_through_forget_bench_and_pipeline(user_code, monkeypatch, 
     forgotten, card = load_model("gn-f.safetensors")
     assert card["run"]["method"] == "shrink_head" and card["architecture"]["factory"] == "gn_plugin:build"
     assert torch.allclose(forgotten.net[-1].weight, model.net[-1].weight * 0.5)
+
+    code, _, err = run_cli(monkeypatch, capsys, "--plugin", "gn_plugin", "train", "--model", "gncnn",
+                           "--out", "t.safetensors", "--set", "epochs=1", "--device", "auto")  # fmt: skip
+    assert code == 0 and load_model("t.safetensors")[1]["architecture"]["architecture"] == "gncnn", err
 
     suite = {
         "name": "gn", "data": "digits", "architecture": "gncnn", "recipe": {"epochs": 1},
