@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 import typer
 from rich.console import Console
 
@@ -34,23 +33,6 @@ def _global_options(
 ) -> None:
     """Load plugins (named, and installed under the ``obliviate.plugins`` entry point) before any command."""
     load_plugins(plugin or [])
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is the GPU when there is one, else the CPU; anything else must be usable here."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N, mps or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} is not available: this torch sees no CUDA GPU")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r} is not available: {torch.cuda.device_count()} CUDA GPU(s) here")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} is not available on this machine")
-    return device
 
 
 USER_ERRORS = (
@@ -124,4 +106,3 @@ IndicesOpt = typer.Option(None, "--indices", help="training rows: 1,2,3 or @file
 FractionOpt = typer.Option(None, "--fraction", help="forget this random fraction of training rows")
 RangeOpt = typer.Option(None, "--target-range", help="LO:HI regression targets to forget")
 SpecSeedOpt = typer.Option(0, "--spec-seed", help="seed for --fraction")
-DeviceOpt = typer.Option("auto", "--device", help="cpu, cuda, cuda:N, mps, or auto (the GPU when there is one)")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from obliviate.cli.app import DeviceOpt, app, console, resolve_device
+from obliviate.cli.app import app, console
+from obliviate.cli.devices import DeviceOpt, resolve_device
 
 
 @app.command()

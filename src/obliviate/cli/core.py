@@ -11,7 +11,6 @@ from rich.table import Table
 from obliviate.checkpoint import load_model, save_model
 from obliviate.cli.app import (
     ClassesOpt,
-    DeviceOpt,
     FractionOpt,
     IndicesOpt,
     RangeOpt,
@@ -22,8 +21,8 @@ from obliviate.cli.app import (
     build_spec,
     console,
     parse_values,
-    resolve_device,
 )
+from obliviate.cli.devices import DeviceOpt, resolve_device
 from obliviate.data import load_data
 from obliviate.display import report_table
 from obliviate.evaluation import evaluate
@@ -81,10 +80,9 @@ def train(
 ) -> None:
     """Train a model and save it with a card recording data and recipe."""
     recipe = TrainConfig(**{"seed": seed, **parse_values(option)})
-    where = resolve_device(device)
     split = load_data(data, kind=kind, target=target, seed=seed)
     net = build_model(model, split.train.input_shape, split.train.num_outputs, seed=seed)
-    result = fit(net, split.train, recipe, device=where, progress=True)
+    result = fit(net, split.train, recipe, device=resolve_device(device), progress=True)
     card = {
         "data": {
             "source": data,
@@ -134,14 +132,13 @@ def forget(
     """Apply an unlearning method to a saved model and save the result beside a new card."""
     if out.resolve() == model_file.resolve():
         raise ValueError("--out must differ from --model: the original model is never overwritten")
-    where = resolve_device(device)
     forget_spec = build_spec(spec, classes, subclass, indices, fraction, target_range, spec_seed)
     model, card = load_model(model_file)
     task = _load_task(card, data, forget_spec)
     config = parse_values(option)
     if method == "retrain" and "recipe" not in config and "recipe" in card:
         config["recipe"] = card["recipe"]
-    result = unlearn(model.to(where), task, method, seed=seed, device=where, progress=True, **config)
+    result = unlearn(model, task, method, seed=seed, device=resolve_device(device), progress=True, **config)
     new_card = {
         "data": card.get("data"),
         "recipe": card.get("recipe"),
@@ -172,12 +169,10 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate saved models on a forget request and write a JSON report."""
     forget_spec = build_spec(spec, classes, subclass, indices, fraction, target_range, spec_seed)
-    where = resolve_device(device)
     models, cards = {}, {}
     for pair in parse_values(model).items():
         name, path = pair
         models[name], cards[name] = load_model(Path(str(path)))
-        models[name].to(where)
     task = _load_task(next(iter(cards.values())), data, forget_spec)
     logs = {}
     for name, card in cards.items():
@@ -185,6 +180,8 @@ def evaluate_cmd(
             from obliviate.methods import RunLog
 
             logs[name] = RunLog(**card["run"])
+    where = resolve_device(device)
+    models = {name: m.to(where) for name, m in models.items()}
     report = evaluate(task, models, reference=reference, original=None, logs=logs, device=where)
     console.print(report_table(report))
     report.save(out)

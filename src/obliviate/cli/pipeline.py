@@ -12,7 +12,6 @@ from rich.table import Table
 
 from obliviate.cli.app import (
     ClassesOpt,
-    DeviceOpt,
     FractionOpt,
     IndicesOpt,
     RangeOpt,
@@ -24,8 +23,8 @@ from obliviate.cli.app import (
     console,
     err_console,
     parse_values,
-    resolve_device,
 )
+from obliviate.cli.devices import DeviceOpt, resolve_device
 from obliviate.training import TrainConfig
 
 pipeline_app = typer.Typer(help="Honour deletion requests: ledger, processing, model registry.", no_args_is_help=True)
