@@ -147,11 +147,11 @@ def test_save_model_needs_a_factory_that_rebuilds_it(user_code):
     with pytest.raises(CheckpointError, match="pass factory="):
         save_model(user_code / "m.safetensors", model)
     with pytest.raises(CheckpointError, match="builds a different model"):
-        save_model(user_code / "m.safetensors", model, factory="gn_plugin:build", channels=8)
+        save_model(user_code / "m.safetensors", model, factory="gn_plugin:build", factory_kwargs={"channels": 8})
     with pytest.raises(CheckpointError, match="cannot import model factory 'gn_missing:build'"):
         save_model(user_code / "m.safetensors", model, factory="gn_missing:build")
     assert not (user_code / "m.safetensors").exists()
-    card = save_model(user_code / "m.safetensors", model, factory="gn_plugin:build", channels=4)
+    card = save_model(user_code / "m.safetensors", model, factory="gn_plugin:build", factory_kwargs={"channels": 4})
     assert card["architecture"] == {"factory": "gn_plugin:build", "kwargs": {"channels": 4}}
     loaded, _ = load_model(user_code / "m.safetensors")
     state = model.state_dict()
@@ -171,7 +171,7 @@ def test_custom_model_through_forget_bench_and_pipeline(user_code, monkeypatch, 
     split = load_data("digits", seed=0)
     model = fit(gn_plugin.build(channels=4), split.train, TrainConfig(epochs=1, seed=0)).model
     data = {"source": "digits", "kind": "classification", "split_seed": 0, "fingerprint": split.train.fingerprint()}
-    save_model("gn.safetensors", model, {"data": data}, factory="gn_plugin:build", channels=4)
+    save_model("gn.safetensors", model, {"data": data}, factory="gn_plugin:build", factory_kwargs={"channels": 4})
 
     code, out, err = run_cli(
         monkeypatch, capsys, "--plugin", "gn_plugin", "forget", "--model", "gn.safetensors",

@@ -31,23 +31,26 @@ def file_sha256(path: str | Path) -> str:
 
 
 def save_model(
-    path: str | Path, model: nn.Module, card: dict | None = None, *, factory: str | None = None, **kwargs
+    path: str | Path,
+    model: nn.Module,
+    card: dict | None = None,
+    *,
+    factory: str | None = None,
+    factory_kwargs: dict | None = None,
 ) -> dict:
     """Write weights and card atomically. Returns the card written.
 
     The card gains ``architecture`` (how to rebuild the model) and ``sha256`` (of the weights
     file). A model made by ``build_model`` carries its own recipe; any other model needs
     ``factory``, the import path of a function that builds it (``"my_pkg.models:build"``),
-    called with ``kwargs`` (JSON values) on load. The factory is tried now, so a model that could
+    called with ``factory_kwargs`` (JSON values) on load. The factory is tried now, so a model that could
     not be loaded again is refused before anything is written.
     """
     path = Path(path)
     spec = getattr(model, "obliviate_spec", None)
     if factory is not None:
-        spec = {"factory": factory, "kwargs": json.loads(json.dumps(kwargs))}
+        spec = {"factory": factory, "kwargs": json.loads(json.dumps(factory_kwargs or {}))}
         _check_rebuilds(_rebuild(spec, f"factory {factory!r}"), model, factory)
-    elif kwargs:
-        raise TypeError(f"save_model: unexpected arguments {sorted(kwargs)} (factory arguments need factory=)")
     if spec is None:
         raise CheckpointError(
             "this model was not made by obliviate.models.build_model; pass factory='package.module:function' "
