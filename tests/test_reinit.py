@@ -136,6 +136,7 @@ def test_hugging_face_model_gets_its_own_init():
     with torch.no_grad():  # stands in for training: every tensor moves away from its init
         for p in model.parameters():
             p.add_(torch.rand_like(p))
+            p._is_hf_initialized = True  # as after from_pretrained: Hugging Face's init would skip it
     fresh = fresh_copy(model, seed=0)
     for (name, p), q in zip(fresh.named_parameters(), model.parameters(), strict=True):
         assert not torch.equal(p, q), name
