@@ -130,7 +130,7 @@ def _reinit_in_place(model: nn.Module, seed: int) -> None:
         for name, value in frozen.items():
             params[name].copy_(value)
     for path, module in model.named_modules():
-        if isinstance(module, nn.modules.batchnorm._NormBase) and not _in_frozen_part(model, path):
+        if callable(getattr(module, "reset_running_stats", None)) and not _in_frozen_part(model, path):
             module.reset_running_stats()
 
 
