@@ -31,9 +31,9 @@ class PluginError(ValueError):
     """A plugin that cannot be imported, or fails while registering."""
 
 
-def load_plugins(modules: Iterable[str] = (), *, installed: bool = True) -> list[str]:
-    """Import each module in ``modules`` (once) and, with ``installed``, every entry point of the
-    ``obliviate.plugins`` group not loaded yet. Returns the plugin modules named so far."""
+def load_plugins(modules: Iterable[str] = ()) -> None:
+    """Import each module in ``modules`` (once) and every entry point of the ``obliviate.plugins``
+    group not loaded yet."""
     for name in modules:
         try:
             importlib.import_module(name)
@@ -41,18 +41,16 @@ def load_plugins(modules: Iterable[str] = (), *, installed: bool = True) -> list
             raise PluginError(f"cannot load plugin {name!r}: {type(exc).__name__}: {exc}") from None
         if name not in _named:
             _named.append(name)
-    if installed:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.value in _entry_points_loaded:
-                continue
-            try:
-                target = ep.load()
-                if callable(target):
-                    target()
-            except Exception as exc:
-                raise PluginError(f"cannot load plugin {ep.name!r} ({ep.value}): {type(exc).__name__}: {exc}") from None
-            _entry_points_loaded.add(ep.value)
-    return list(_named)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.value in _entry_points_loaded:
+            continue
+        try:
+            target = ep.load()
+            if callable(target):
+                target()
+        except Exception as exc:
+            raise PluginError(f"cannot load plugin {ep.name!r} ({ep.value}): {type(exc).__name__}: {exc}") from None
+        _entry_points_loaded.add(ep.value)
 
 
 def named_plugins() -> list[str]:
