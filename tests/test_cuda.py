@@ -20,7 +20,7 @@ pytestmark = [
 
 def test_methods_keep_a_cuda_model_on_its_device(digits_model, class3_task):
     model = copy.deepcopy(digits_model).to("cuda")
-    for method in ("finetune", "retrain", "bad_teacher"):
+    for method in ("finetune", "retrain", "bad_teacher", "sisa"):
         result = unlearn(model, class3_task, method, device="cuda")
         devices = {p.device.type for p in result.model.parameters()}
         assert devices == {"cuda"}, f"{method}: parameters on {devices}"
