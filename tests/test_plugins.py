@@ -181,6 +181,10 @@ def test_custom_model_through_forget_bench_and_pipeline(user_code, monkeypatch, 
     forgotten, card = load_model("gn-f.safetensors")
     assert card["run"]["method"] == "shrink_head" and card["architecture"]["factory"] == "gn_plugin:build"
     assert torch.allclose(forgotten.net[-1].weight, model.net[-1].weight * 0.5)
+    code, _, err = run_cli(monkeypatch, capsys, "evaluate", "--model", "original=gn.safetensors",
+                           "--model", "shrunk=gn-f.safetensors", "--classes", "3", "--out", "rep.json")  # fmt: skip
+    assert code == 0, err
+    assert set(json.loads((tmp_path / "rep.json").read_text())["models"]) == {"original", "shrunk"}
 
     code, _, err = run_cli(monkeypatch, capsys, "--plugin", "gn_plugin", "train", "--model", "gncnn",
                            "--out", "t.safetensors", "--set", "epochs=1", "--device", "auto")  # fmt: skip
