@@ -13,6 +13,7 @@ from obliviate.checkpoint import CheckpointError
 from obliviate.data import DataError
 from obliviate.forget import ForgetSpec, ForgetSpecError
 from obliviate.methods import MethodError
+from obliviate.plugins import load_plugins
 
 app = typer.Typer(
     help="Obliviate: make trained models forget data, and prove it.",
@@ -22,6 +23,17 @@ app = typer.Typer(
 )
 console = Console(width=None if sys.stdout.isatty() else 160)  # wide tables in logs and pipes
 err_console = Console(stderr=True, soft_wrap=True)  # one-line errors, never wrapped
+
+
+@app.callback()
+def _global_options(
+    plugin: list[str] = typer.Option(
+        None, "--plugin", help="import this module first: it registers models, methods, metrics (repeat)"
+    ),
+) -> None:
+    """Load plugins (named, and installed under the ``obliviate.plugins`` entry point) before any command."""
+    load_plugins(plugin or [])
+
 
 USER_ERRORS = (
     DataError,

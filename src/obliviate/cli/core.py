@@ -22,6 +22,7 @@ from obliviate.cli.app import (
     console,
     parse_values,
 )
+from obliviate.cli.devices import DeviceOpt, resolve_device
 from obliviate.data import load_data
 from obliviate.display import report_table
 from obliviate.evaluation import evaluate
@@ -42,19 +43,22 @@ def demo(
     task: str = typer.Option(
         "classification", help="classification, regression (Wage, forget ages 18-30) or forecasting (elecdemand)"
     ),
+    device: str = DeviceOpt,
 ) -> None:
     """Train on bundled data, forget one class with several methods, compare with retraining."""
-    from obliviate.demo import run_demo
+    from obliviate.demos import run_demo
 
     start = time.perf_counter()
+    where = resolve_device(device)
     names = [m for m in methods.split(",") if m] if methods else None
     if task == "classification":
         spec = ForgetSpec(classes=[forget_class])
-        result = run_demo(data, model, spec, names or ["finetune", "gradient_ascent"], seed=seed, progress=True)
+        default = ["finetune", "gradient_ascent"]
+        result = run_demo(data, model, spec, names or default, seed=seed, progress=True, device=where)
     else:
-        from obliviate.regression_demo import run_regression_demo
+        from obliviate.demos import run_regression_demo
 
-        result = run_regression_demo(task, names, seed=seed, progress=True)
+        result = run_regression_demo(task, names, seed=seed, progress=True, device=where)
     console.print(report_table(result.report))
     result.report.save(out)
     console.print(
@@ -69,15 +73,16 @@ def train(
     data: str = typer.Option("digits", help="bundled data set or path"),
     target: str = typer.Option(None, help="target column for CSV data"),
     kind: str = typer.Option("classification", help="classification or regression (for .npz/.csv)"),
-    model: str = typer.Option("cnn", help="architecture"),
+    model: str = typer.Option("cnn", help="architecture name, or a factory 'package.module:function'"),
     seed: int = typer.Option(0),
     option: list[str] = typer.Option(None, "--set", help="training recipe override key=value"),
+    device: str = DeviceOpt,
 ) -> None:
     """Train a model and save it with a card recording data and recipe."""
     recipe = TrainConfig(**{"seed": seed, **parse_values(option)})
     split = load_data(data, kind=kind, target=target, seed=seed)
     net = build_model(model, split.train.input_shape, split.train.num_outputs, seed=seed)
-    result = fit(net, split.train, recipe, progress=True)
+    result = fit(net, split.train, recipe, device=resolve_device(device), progress=True)
     card = {
         "data": {
             "source": data,
@@ -122,6 +127,7 @@ def forget(
     spec_seed: int = SpecSeedOpt,
     option: list[str] = typer.Option(None, "--set", help="method config override key=value"),
     seed: int = typer.Option(0),
+    device: str = DeviceOpt,
 ) -> None:
     """Apply an unlearning method to a saved model and save the result beside a new card."""
     if out.resolve() == model_file.resolve():
@@ -132,7 +138,7 @@ def forget(
     config = parse_values(option)
     if method == "retrain" and "recipe" not in config and "recipe" in card:
         config["recipe"] = card["recipe"]
-    result = unlearn(model, task, method, seed=seed, progress=True, **config)
+    result = unlearn(model, task, method, seed=seed, device=resolve_device(device), progress=True, **config)
     new_card = {
         "data": card.get("data"),
         "recipe": card.get("recipe"),
@@ -159,6 +165,7 @@ def evaluate_cmd(
     target_range: str = RangeOpt,
     spec_seed: int = SpecSeedOpt,
     out: Path = typer.Option(Path("report.json"), help="JSON report to write"),
+    device: str = DeviceOpt,
 ) -> None:
     """Evaluate saved models on a forget request and write a JSON report."""
     forget_spec = build_spec(spec, classes, subclass, indices, fraction, target_range, spec_seed)
@@ -173,7 +180,9 @@ def evaluate_cmd(
             from obliviate.methods import RunLog
 
             logs[name] = RunLog(**card["run"])
-    report = evaluate(task, models, reference=reference, original=None, logs=logs)
+    where = resolve_device(device)
+    models = {name: m.to(where) for name, m in models.items()}
+    report = evaluate(task, models, reference=reference, original=None, logs=logs, device=where)
     console.print(report_table(report))
     report.save(out)
     console.print(f"report written to {out}")

@@ -24,6 +24,7 @@ from obliviate.cli.app import (
     err_console,
     parse_values,
 )
+from obliviate.cli.devices import DeviceOpt, resolve_device
 from obliviate.training import TrainConfig
 
 pipeline_app = typer.Typer(help="Honour deletion requests: ledger, processing, model registry.", no_args_is_help=True)
@@ -53,7 +54,7 @@ def init(
     data: str = typer.Option("digits", help="bundled data set or path"),
     name: str = typer.Option(None, help="the name requests use for the data set (default: --data)"),
     split_seed: int = typer.Option(0, help="seed of the train/test split the row ids refer to"),
-    model: str = typer.Option("mlp", help="architecture"),
+    model: str = typer.Option("mlp", help="architecture name, or a factory 'package.module:function'"),
     model_option: list[str] = typer.Option(None, "--model-set", help="architecture argument key=value"),
     train_option: list[str] = typer.Option(None, "--train-set", help="training recipe override key=value"),
     model_file: Path = typer.Option(None, help="serve this trained model instead of training one"),
@@ -67,8 +68,10 @@ def init(
     slices: int = typer.Option(4, help="SISA slices per shard (exact mode)"),
     database: str = typer.Option(None, help="SQLAlchemy URL of the ledger (default: SQLite in the home folder)"),
     seed: int = typer.Option(0),
+    device: str = DeviceOpt,
 ) -> None:
-    """Create a pipeline home: config, ledger, and the first model version (trained unless --model-file)."""
+    """Create a pipeline home: config, ledger, and the first model version (trained unless --model-file).
+    The device is stored in the config; ``process --device`` overrides it for one run."""
     from obliviate.checkpoint import load_model
     from obliviate.pipeline import DataSource, Pipeline, PipelineConfig, SisaSettings
 
@@ -85,6 +88,7 @@ def init(
         "batch_size": batch_size,
         "database": database,
         "seed": seed,
+        "device": str(resolve_device(device)),
     }
     if gate:
         settings["gates"] = gate
@@ -147,11 +151,14 @@ def process_cmd(
     max_batches: int = typer.Option(None, help="stop after this many batches"),
     wait: bool = typer.Option(False, help="wait for a running processor instead of exiting"),
     watch: float = typer.Option(None, help="keep polling the queue every this many seconds"),
+    device: str = typer.Option(None, "--device", help="run on this device instead of the configured one"),
 ) -> None:
     """Serve waiting requests: recover interrupted work, then batch, unlearn, gate, promote, record."""
     from obliviate.pipeline import BusyError, process
 
     pipe = _open(home)
+    if device is not None:
+        pipe.config = pipe.config.model_copy(update={"device": str(resolve_device(device))})
     while True:
         try:
             outcomes = process(pipe, max_batches=max_batches, wait=wait)
