@@ -191,12 +191,16 @@ class Forgotten(BaseModel):
             return torch.zeros(len(test), dtype=torch.bool)
         return torch.isin(test.y, torch.tensor(self.classes))
 
+    def union(self, other: Forgotten) -> Forgotten:
+        have = {str(k) for k in self.keys}
+        keys = self.keys + [k for k in other.keys if str(k) not in have]
+        return Forgotten(keys=keys, classes=sorted(set(self.classes) | set(other.classes)))
+
     def after(self, task: UnlearningTask) -> Forgotten:
         """This record with ``task``'s request added: what the unlearned model has forgotten."""
         if task.spec.classes is not None:
-            return Forgotten(keys=self.keys, classes=sorted(set(self.classes) | set(task.spec.classes)))
-        have = {str(k) for k in self.keys}
-        return Forgotten(keys=self.keys + [k for k in task.forget_keys if str(k) not in have], classes=self.classes)
+            return self.union(Forgotten(classes=task.spec.classes))
+        return self.union(Forgotten(keys=task.forget_keys))
 
     def task(self, split: DataSplit) -> UnlearningTask:
         """A task whose forget set is everything recorded here (classes and keys), to evaluate a model
@@ -341,6 +345,15 @@ class UnlearningTask:
         cls, split: DataSplit, spec: ForgetSpec, prior: Forgotten | None = None, count_prior: bool = False
     ) -> UnlearningTask:
         """Resolve and validate eagerly so a bad request fails before any work starts."""
+        if spec.keys is not None:
+            wanted = np.asarray([str(k) for k in spec.keys])
+            held_out = wanted[
+                ~np.isin(wanted, split.train.keys.astype(str)) & np.isin(wanted, split.test.keys.astype(str))
+            ]
+            if len(held_out):
+                raise ForgetSpecError(
+                    f"keys {held_out[:5].tolist()} are only in the held-out test split: the model never trained on them"
+                )
         task = cls(split, spec, prior or Forgotten(), count_prior)
         _ = task.forget_idx, task.forget_test_idx
         if len(task.retain_idx) == 0:

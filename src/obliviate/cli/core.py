@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import reduce
 from pathlib import Path
 
 import typer
@@ -13,11 +14,11 @@ from obliviate.cli.app import (
     ClassesOpt,
     FeaturesOpt,
     FractionOpt,
-    IndicesOpt,
     KeyOpt,
     KeysFileOpt,
     KeysOpt,
     RangeOpt,
+    RowsOpt,
     SpecOpt,
     SpecSeedOpt,
     SubclassOpt,
@@ -26,6 +27,7 @@ from obliviate.cli.app import (
     build_spec,
     console,
     file_rows,
+    parse_columns,
     parse_values,
     read_keys,
 )
@@ -74,10 +76,6 @@ def demo(
     )
 
 
-def _columns(features: str | None) -> list[str] | None:
-    return [c.strip() for c in features.split(",") if c.strip()] if features else None
-
-
 @app.command()
 def train(
     out: Path = typer.Option(..., "--out", help="model file to write (.safetensors)"),
@@ -93,7 +91,7 @@ def train(
 ) -> None:
     """Train a model and save it with a card recording data and recipe."""
     recipe = TrainConfig(**{"seed": seed, **parse_values(option)})
-    columns = _columns(features)
+    columns = parse_columns(features)
     split = load_data(data, kind=kind, target=target, key=key, features=columns, seed=seed)
     net = build_model(model, split.train.input_shape, split.train.num_outputs, seed=seed)
     result = fit(net, split.train, recipe, device=resolve_device(device), progress=True)
@@ -129,7 +127,7 @@ def _load_split(card: dict, data: str | None, target: str | None, key: str | Non
         kind=info.get("kind", "classification"),
         target=target or info.get("target"),
         key=key,
-        features=_columns(features) or info.get("features"),
+        features=parse_columns(features) or info.get("features"),
         seed=info.get("split_seed", 0),
     )
     if info.get("fingerprint") and split.train.fingerprint() != info["fingerprint"]:
@@ -153,7 +151,7 @@ def forget(
     spec: str = SpecOpt,
     classes: str = ClassesOpt,
     subclass: str = SubclassOpt,
-    indices: str = IndicesOpt,
+    indices: str = RowsOpt,
     keys: str = KeysOpt,
     keys_file: Path = KeysFileOpt,
     fraction: float = FractionOpt,
@@ -209,14 +207,14 @@ def evaluate_cmd(
     spec: str = SpecOpt,
     classes: str = ClassesOpt,
     subclass: str = SubclassOpt,
-    indices: str = IndicesOpt,
+    indices: str = RowsOpt,
     keys: str = KeysOpt,
     keys_file: Path = KeysFileOpt,
     fraction: float = FractionOpt,
     target_range: str = RangeOpt,
     spec_seed: int = SpecSeedOpt,
     cumulative: bool = typer.Option(
-        False, "--cumulative", help="forget set = everything the first model's card lists as forgotten so far"
+        False, "--cumulative", help="forget set = everything the models' cards list as forgotten so far"
     ),
     out: Path = typer.Option(Path("report.json"), help="JSON report to write"),
     device: str = DeviceOpt,
@@ -224,7 +222,7 @@ def evaluate_cmd(
     """Evaluate saved models on a forget request and write a JSON report."""
     selectors = (spec, classes, subclass, indices, keys, keys_file, fraction, target_range)
     if cumulative and any(v is not None for v in selectors):
-        raise ValueError("--cumulative takes the forget set from the model card; give no other forget selector")
+        raise ValueError("--cumulative takes the forget set from the model cards; give no other forget selector")
     models, cards = {}, {}
     for pair in parse_values(model).items():
         name, path = pair
@@ -232,7 +230,7 @@ def evaluate_cmd(
     card = next(iter(cards.values()))
     split = _load_split(card, data, target, key, features)
     if cumulative:
-        task = _forgotten(card).task(split)
+        task = reduce(Forgotten.union, map(_forgotten, cards.values())).task(split)
     else:
         forget_spec = build_spec(
             spec, classes, subclass, indices, fraction, target_range, spec_seed, read_keys(keys, keys_file)
