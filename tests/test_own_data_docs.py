@@ -37,9 +37,7 @@ def test_the_page_has_the_three_journeys():
         assert words in titles
 
 
-@pytest.mark.parametrize(
-    "title", [pytest.param(t, marks=NEEDS_FROM_TORCH) if "torch" in t else t for t in JOURNEYS]
-)
+@pytest.mark.parametrize("title", [pytest.param(t, marks=NEEDS_FROM_TORCH) if "torch" in t else t for t in JOURNEYS])
 def test_journey_runs(title, tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     for language, code in JOURNEYS[title]:

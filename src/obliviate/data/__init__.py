@@ -57,14 +57,14 @@ def load_data(
     The same source and seed always give the same split, and every row keeps its record key, so a
     request written against one run names the same rows in the next.
     """
-    if source in BUNDLED:
-        return split_dataset(BUNDLED[source](), test_fraction, seed)
     path = Path(source)
-    if not path.exists():
-        raise DataError(f"unknown data source {source!r}: no such path, nor bundled ({', '.join(sorted(BUNDLED))})")
     suffix = path.suffix.lower()
     if (key or features) and not (path.is_file() and suffix in TABLE_SUFFIXES):
-        raise DataError(f"{path}: --key and --features name columns of a CSV or Parquet table")
+        raise DataError(f"{source}: --key and --features name columns of a CSV or Parquet table")
+    if source in BUNDLED:
+        return split_dataset(BUNDLED[source](), test_fraction, seed)
+    if not path.exists():
+        raise DataError(f"unknown data source {source!r}: no such path, nor bundled ({', '.join(sorted(BUNDLED))})")
     if path.is_dir():
         if any(path.glob("train-images-idx3-ubyte*")):
             return load_mnist_idx(path)
