@@ -256,7 +256,7 @@ def test_cli_end_to_end_and_a_second_request(files, name, tmp_path, monkeypatch,
         code, out, err = run_cli(monkeypatch, capsys, "forget", "--model", base, "--out", outs[method],
                                  "--method", method, "--keys", first)  # fmt: skip
         assert code == 0, err
-        assert "(1 keys)" in out
+        assert "(1 key)" in out
         card = load_model(outs[method])[1]
         assert card["forget_keys"] == [first] and card["forgotten"] == {"keys": [first], "classes": []}
     keys_file = tmp_path / "requests.txt"

@@ -135,6 +135,10 @@ def _load_split(card: dict, data: str | None, target: str | None, key: str | Non
     return split
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _forgotten(card: dict) -> Forgotten:
     return Forgotten.model_validate(card.get("forgotten") or {})
 
@@ -189,9 +193,10 @@ def forget(
         "run": result.log.to_dict(),
     }
     save_model(out, result.model, new_card)
+    keys = _plural(len(task.forget_keys), "key")
     earlier = f"; {len(task.prior_idx)} rows forgotten before kept out" if len(task.prior_idx) else ""
     console.print(
-        f"{method}: forgot {len(task.forget)} rows ({len(task.forget_keys)} keys) in {result.log.seconds:.2f}s "
+        f"{method}: forgot {len(task.forget)} rows ({keys}) in {result.log.seconds:.2f}s "
         f"({result.log.steps} steps){earlier} -> {out}"
     )
 
