@@ -338,7 +338,7 @@ class UnlearningTask:
         the retained classes from the model (zero-shot ones) never restore them."""
         if self.spec.classes is None:
             return []
-        return sorted(set(self.spec.classes) | set(self.prior.classes))
+        return list(self.spec.classes) + [c for c in self.prior.classes if c not in self.spec.classes]
 
     @classmethod
     def build(
