@@ -185,24 +185,12 @@ class DataSplit:
 
 
 def split_dataset(data: Dataset, test_fraction: float = 0.2, seed: int = 0) -> DataSplit:
-    """Seeded train/test split, stratified by class for classification.
-
-    When record keys repeat (a person with several rows), whole keys are held out instead, so
-    each person's rows are all trained on or all held out and forgetting a key forgets them all.
-    """
+    """Seeded train/test split, stratified by class for classification."""
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"test_fraction must be in (0, 1), got {test_fraction}")
     rng = np.random.default_rng(seed)
     n = len(data)
-    groups, group_of = np.unique(data.keys, return_inverse=True)
-    if len(groups) < n:
-        if len(groups) < 2:
-            raise DataError(f"{data.name}: every row has the same key; nothing to hold out for testing")
-        order = rng.permutation(len(groups))
-        filled = np.cumsum(np.bincount(group_of)[order])
-        held = order[: min(len(groups) - 1, int(np.searchsorted(filled, round(n * test_fraction))) + 1)]
-        test_idx = np.flatnonzero(np.isin(group_of, held))
-    elif data.kind == "classification":
+    if data.kind == "classification":
         labels = data.y.numpy()
         test_idx = []
         for c in np.unique(labels):
