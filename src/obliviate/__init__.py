@@ -5,7 +5,7 @@ The flow: ``Dataset`` -> ``ForgetSpec`` -> ``UnlearningTask`` -> ``unlearn`` -> 
 
 from obliviate.data import Dataset, DataSplit, load_data, split_dataset
 from obliviate.evaluation import Report, evaluate
-from obliviate.forget import DataAccessError, ForgetSpec, ForgetSpecError, UnlearningTask
+from obliviate.forget import DataAccessError, ForgetSpec, ForgetSpecError, Forgotten, UnlearningTask
 from obliviate.methods import REGISTRY, RunLog, UnlearningResult, unlearn
 from obliviate.models import ActivationRecorder, build_model
 from obliviate.training import TrainConfig, fit
@@ -18,6 +18,7 @@ __all__ = [
     "Dataset",
     "ForgetSpec",
     "ForgetSpecError",
+    "Forgotten",
     "Report",
     "RunLog",
     "TrainConfig",

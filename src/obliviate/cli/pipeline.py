@@ -12,16 +12,20 @@ from rich.table import Table
 
 from obliviate.cli.app import (
     ClassesOpt,
+    FeaturesOpt,
     FractionOpt,
     IndicesOpt,
+    KeyOpt,
     RangeOpt,
     SpecOpt,
     SpecSeedOpt,
     SubclassOpt,
+    TargetOpt,
     app,
     build_spec,
     console,
     err_console,
+    parse_columns,
     parse_values,
 )
 from obliviate.cli.devices import DeviceOpt, resolve_device
@@ -52,6 +56,9 @@ def _fail(message: str) -> None:
 def init(
     home: Path = HomeOpt,
     data: str = typer.Option("digits", help="bundled data set or path"),
+    target: str = TargetOpt,
+    key: str = KeyOpt,
+    features: str = FeaturesOpt,
     name: str = typer.Option(None, help="the name requests use for the data set (default: --data)"),
     split_seed: int = typer.Option(0, help="seed of the train/test split the row ids refer to"),
     model: str = typer.Option("mlp", help="architecture name, or a factory 'package.module:function'"),
@@ -76,7 +83,14 @@ def init(
     from obliviate.pipeline import DataSource, Pipeline, PipelineConfig, SisaSettings
 
     settings = {
-        "dataset": DataSource(name=name or data, source=data, split_seed=split_seed),
+        "dataset": DataSource(
+            name=name or data,
+            source=data,
+            split_seed=split_seed,
+            target=target,
+            key=key,
+            features=parse_columns(features),
+        ),
         "architecture": model,
         "architecture_kwargs": parse_values(model_option),
         "recipe": TrainConfig(**{"seed": seed, **parse_values(train_option)}),

@@ -56,7 +56,15 @@ class Pipeline:
     @cached_property
     def split(self) -> DataSplit:
         d = self.config.dataset
-        return load_data(d.source, kind=d.kind, target=d.target, test_fraction=d.test_fraction, seed=d.split_seed)
+        return load_data(
+            d.source,
+            kind=d.kind,
+            target=d.target,
+            key=d.key,
+            features=d.features,
+            test_fraction=d.test_fraction,
+            seed=d.split_seed,
+        )
 
     def close(self) -> None:
         if "ledger" in self.__dict__:
