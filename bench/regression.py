@@ -21,12 +21,12 @@ import torch
 
 from obliviate.atomic import atomic_write_text
 from obliviate.data import load_data
+from obliviate.demos.regression import PRESETS, REGRESSION_METHODS
 from obliviate.evaluation import evaluate
 from obliviate.forget import ForgetSpec, UnlearningTask
 from obliviate.methods import unlearn
 from obliviate.models import build_model
 from obliviate.models.forecasting import target_scale
-from obliviate.regression_demo import PRESETS, REGRESSION_METHODS
 from obliviate.training import fit
 
 METRICS = ("forget_mae", "retain_mae", "test_mae", "forget_test_mae", "wasserstein", "mia_loss")

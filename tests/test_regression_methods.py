@@ -151,7 +151,7 @@ def test_scaled_model_keeps_its_target_scale_when_reinitialised():
 
 
 def test_demo_cli_regression_task(tmp_path, monkeypatch):
-    from obliviate import regression_demo
+    from obliviate.demos import regression as regression_demo
 
     preset = regression_demo.PRESETS["regression"]
     short = preset.recipe.model_copy(update={"epochs": 3})

@@ -8,7 +8,7 @@ import importlib
 _HOMES = {
     "obliviate.data": ("Dataset", "DataSplit", "load_data", "split_dataset"),
     "obliviate.evaluation": ("Report", "evaluate"),
-    "obliviate.forget": ("DataAccessError", "ForgetSpec", "ForgetSpecError", "UnlearningTask"),
+    "obliviate.forget": ("DataAccessError", "ForgetSpec", "ForgetSpecError", "Forgotten", "UnlearningTask"),
     "obliviate.methods": ("REGISTRY", "RunLog", "UnlearningResult", "unlearn"),
     "obliviate.models": ("ActivationRecorder", "build_model"),
     "obliviate.training": ("TrainConfig", "fit"),

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from obliviate.atomic import atomic_write_many, locked
-from obliviate.models import build_model
+from obliviate.models import build_model, import_factory
 
 MAX_PARAMETERS = 2_000_000_000
 """A card describing a larger model is refused before anything is allocated (8 GB of float32)."""
@@ -53,19 +53,35 @@ def check_output(out: str | Path, source: str | Path) -> None:
 
 
 def save_model(
-    path: str | Path, model: nn.Module, card: dict | None = None, seal: Callable[[dict], dict] | None = None
+    path: str | Path,
+    model: nn.Module,
+    card: dict | None = None,
+    seal: Callable[[dict], dict] | None = None,
+    *,
+    factory: str | None = None,
+    factory_kwargs: dict | None = None,
 ) -> dict:
-    """Write weights and card as one unit; refuses models not built by ``build_model``.
+    """Write weights and card as one unit, under a lock. Returns the card written.
 
-    The card gains ``architecture`` (to rebuild) and ``sha256`` (of the weights file);
-    ``seal`` has the last word on it (the pipeline signs cards). Returns the card written.
+    The card gains ``architecture`` (how to rebuild the model) and ``sha256`` (of the weights
+    file); ``seal`` has the last word on it (the pipeline signs cards). A model made by
+    ``build_model`` carries its own recipe; any other model needs ``factory``, the import path of
+    a function that builds it (``"my_pkg.models:build"``), called with ``factory_kwargs`` (JSON
+    values) on load. The factory is tried now, so a model that could not be loaded again is
+    refused before anything is written.
     """
     path = Path(path)
     if card_path(path) == path:
         raise CheckpointError(f"{path}: a model file cannot end in .json (that name is its card's)")
     spec = getattr(model, "obliviate_spec", None)
+    if factory is not None:
+        spec = {"factory": factory, "kwargs": json.loads(json.dumps(factory_kwargs or {}))}
+        _check_rebuilds(_build(f"factory {factory!r}", {"architecture": spec}), model, factory)
     if spec is None:
-        raise CheckpointError("only models made by obliviate.models.build_model can be saved with a card")
+        raise CheckpointError(
+            "this model was not made by obliviate.models.build_model; pass factory='package.module:function' "
+            "(a function that builds it) so it can be rebuilt on load"
+        )
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     full: dict = {}
 
@@ -82,6 +98,14 @@ def save_model(
     with locked(path):
         atomic_write_many({path: write_weights, card_path(path): write_card})
     return full
+
+
+def _check_rebuilds(fresh: nn.Module, model: nn.Module, factory: str) -> None:
+    theirs = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    ours = {k: tuple(v.shape) for k, v in fresh.state_dict().items()}
+    if theirs != ours:
+        diff = sorted(set(theirs.items()) ^ set(ours.items()))[:3]
+        raise CheckpointError(f"factory {factory!r} builds a different model than the one saved (e.g. {diff})")
 
 
 def load_card(path: str | Path) -> dict:
@@ -111,15 +135,22 @@ def build_checked(name: str, input_shape: tuple[int, ...], num_outputs: int, **k
     return build_model(name, input_shape, num_outputs, **kwargs)
 
 
-def _build(path: Path, card: dict) -> nn.Module:
+def _build(where: str | Path, card: dict) -> nn.Module:
+    """A fresh model from a card's ``architecture``: a registered name or import path built with
+    input shape and outputs (size-checked first), or a ``factory`` called with its keyword arguments."""
     spec = card.get("architecture")
     try:
+        if "factory" in spec and "input_shape" not in spec:
+            model = import_factory(spec["factory"])(**dict(spec.get("kwargs") or {}))
+            model.obliviate_spec = spec  # so an unlearned copy saves with the same recipe
+            return model
         args = (spec["architecture"], tuple(int(d) for d in spec["input_shape"]), int(spec["num_outputs"]))
         return build_checked(*args, **dict(spec.get("kwargs") or {}))
     except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(f"{where}: {exc}") from None
     except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
-        raise CheckpointError(f"{path}: card does not describe a known architecture ({exc})") from None
+        reason = str(exc).strip("'")
+        raise CheckpointError(f"{where}: the card's architecture cannot be rebuilt ({reason})") from None
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict]:

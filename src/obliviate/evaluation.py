@@ -83,14 +83,12 @@ def model_outputs(
     """Outputs on every view from two forward passes (train and test), sliced per view."""
     train_out = predict(model, task.train.X, device=device)
     test_out = predict(model, task.test.X, device=device)
-    test_mask = torch.ones(len(test_out), dtype=torch.bool)
-    test_mask[task.forget_test_idx] = False
     return {
         "forget": train_out[task.forget_idx],
         "retain": train_out[task.retain_idx],
         "test": test_out,
         "forget_test": test_out[task.forget_test_idx],
-        "retain_test": test_out[test_mask],
+        "retain_test": test_out[task.retain_test_idx],
     }
 
 
@@ -172,6 +170,8 @@ def evaluate(
         "kind": task.kind,
         "spec": task.spec.model_dump(exclude_none=True),
         "scenario": task.spec.scenario,
+        "forget_keys": task.forget_keys,
+        "previously_forgotten": task.prior.model_dump(),
         "sizes": {v: len(getattr(task, v)) for v in VIEW_NAMES},
     }
     return Report(task_info, reference, results, directions)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -159,6 +159,61 @@ class ForgetSpec(BaseModel):
         return torch.nonzero(self._row_mask(test)).flatten()
 
 
+class Forgotten(BaseModel):
+    """Everything a model has forgotten so far: whole classes, and the record keys of all other rows.
+
+    A model's card carries this record and every later request is built with it
+    (``UnlearningTask.build(split, spec, prior=...)``), so rows forgotten earlier stay out of the
+    retain set and out of a retrained reference: a second request never brings the first back.
+    Class requests are kept as classes (their test rows stay forgotten too); any other request is
+    kept as the keys of its rows. Keys are compared as strings; when keys repeat, every row of a
+    recorded key counts as forgotten.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keys: list[str | int] = []
+    classes: list[int] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.keys or self.classes)
+
+    def train_mask(self, train: Dataset) -> Tensor:
+        """Which rows of ``train`` were forgotten before (by class or by key)."""
+        mask = self.test_mask(train)
+        if self.keys:
+            mask |= torch.from_numpy(np.isin(train.keys.astype(str), [str(k) for k in self.keys]))
+        return mask
+
+    def test_mask(self, test: Dataset) -> Tensor:
+        """Which rows of ``test`` belong to a forgotten class."""
+        if not self.classes or test.kind != "classification":
+            return torch.zeros(len(test), dtype=torch.bool)
+        return torch.isin(test.y, torch.tensor(self.classes))
+
+    def union(self, other: Forgotten) -> Forgotten:
+        have = {str(k) for k in self.keys}
+        keys = self.keys + [k for k in other.keys if str(k) not in have]
+        return Forgotten(keys=keys, classes=sorted(set(self.classes) | set(other.classes)))
+
+    def after(self, task: UnlearningTask) -> Forgotten:
+        """This record with ``task``'s request added: what the unlearned model has forgotten."""
+        if task.spec.classes is not None:
+            return self.union(Forgotten(classes=task.spec.classes))
+        return self.union(Forgotten(keys=task.forget_keys))
+
+    def task(self, split: DataSplit) -> UnlearningTask:
+        """A task whose forget set is everything recorded here (classes and keys), to evaluate a model
+        on all it has forgotten."""
+        if not self:
+            raise ForgetSpecError("nothing has been forgotten yet: the record lists no classes and no keys")
+        if self.classes:
+            spec, rest = ForgetSpec(classes=self.classes), Forgotten(keys=self.keys)
+        else:
+            spec, rest = ForgetSpec(keys=self.keys), Forgotten()
+        return UnlearningTask.build(split, spec, prior=rest, count_prior=True)
+
+
 class DataAccessError(PermissionError):
     """A method asked for data it did not declare in ``needs``."""
 
@@ -168,24 +223,72 @@ VIEWS = frozenset({"forget", "retain", "train", "test", "forget_test"})
 
 @dataclass(frozen=True, eq=False)
 class UnlearningTask:
-    """A forget request resolved against a train/test split: the views every part works on."""
+    """A forget request resolved against a train/test split: the views every part works on.
+
+    ``prior`` is what the model forgot before this request (from its card): those rows are in
+    neither the forget nor the retain view, and the ``train`` view methods see leaves them out.
+    With ``count_prior`` they join the forget (and forget-test) views instead, to evaluate
+    everything a model has forgotten.
+    """
 
     split: DataSplit
     spec: ForgetSpec
+    prior: Forgotten = field(default_factory=Forgotten)
+    count_prior: bool = False
+
+    @cached_property
+    def prior_idx(self) -> Tensor:
+        """Training rows forgotten by earlier requests."""
+        return torch.nonzero(self.prior.train_mask(self.split.train)).flatten()
 
     @cached_property
     def forget_idx(self) -> Tensor:
-        return self.spec.resolve(self.split.train)
+        forget = self.spec.resolve(self.split.train)
+        if self.count_prior:
+            forget = torch.cat([forget, self.prior_idx]).unique()
+        return forget
 
     @cached_property
     def retain_idx(self) -> Tensor:
         mask = torch.ones(len(self.split.train), dtype=torch.bool)
         mask[self.forget_idx] = False
+        mask[self.prior_idx] = False
+        return torch.nonzero(mask).flatten()
+
+    @cached_property
+    def current_idx(self) -> Tensor:
+        """Training rows the model was trained on and has not forgotten before this request."""
+        mask = torch.ones(len(self.split.train), dtype=torch.bool)
+        mask[self.prior_idx] = False
+        mask[self.forget_idx] = True
         return torch.nonzero(mask).flatten()
 
     @cached_property
     def forget_test_idx(self) -> Tensor:
-        return self.spec.test_rows(self.split.test)
+        rows = self.spec.test_rows(self.split.test)
+        if self.count_prior:
+            rows = torch.cat([rows, torch.nonzero(self.prior.test_mask(self.split.test)).flatten()]).unique()
+        return rows
+
+    @cached_property
+    def retain_test_idx(self) -> Tensor:
+        """Test rows outside every forgotten class / range (all test rows for random forgetting)."""
+        mask = ~self.prior.test_mask(self.split.test)
+        mask[self.forget_test_idx] = False
+        return torch.nonzero(mask).flatten()
+
+    @cached_property
+    def forget_keys(self) -> list[str | int]:
+        """Record keys of the forget rows, each once, in row order: what cards, reports and audit
+        records list."""
+        keys = self.split.train.keys[self.forget_idx.numpy()]
+        _, first = np.unique(keys, return_index=True)
+        return keys[np.sort(first)].tolist()
+
+    @property
+    def forgotten(self) -> Forgotten:
+        """What the model has forgotten once this request is served (earlier requests included)."""
+        return self.prior.after(self)
 
     @cached_property
     def forget(self) -> Dataset:
@@ -209,10 +312,7 @@ class UnlearningTask:
 
     @cached_property
     def retain_test(self) -> Dataset:
-        """Test rows outside the forgotten class / range (all test rows for random forgetting)."""
-        mask = torch.ones(len(self.split.test), dtype=torch.bool)
-        mask[self.forget_test_idx] = False
-        return self.split.test.subset(torch.nonzero(mask).flatten())
+        return self.split.test.subset(self.retain_test_idx)
 
     @property
     def kind(self) -> str:
@@ -232,14 +332,32 @@ class UnlearningTask:
 
     @property
     def forget_classes(self) -> list[int]:
-        """Classes forgotten as a whole; for a sub-class request, its super-class is not listed."""
-        return list(self.spec.classes or [])
+        """Classes forgotten as a whole; for a sub-class request, its super-class is not listed.
+
+        A class request also lists the classes forgotten before, so that methods which rebuild
+        the retained classes from the model (zero-shot ones) never restore them."""
+        if self.spec.classes is None:
+            return []
+        return list(self.spec.classes) + [c for c in self.prior.classes if c not in self.spec.classes]
 
     @classmethod
-    def build(cls, split: DataSplit, spec: ForgetSpec) -> UnlearningTask:
+    def build(
+        cls, split: DataSplit, spec: ForgetSpec, prior: Forgotten | None = None, count_prior: bool = False
+    ) -> UnlearningTask:
         """Resolve and validate eagerly so a bad request fails before any work starts."""
-        task = cls(split, spec)
+        if spec.keys is not None:
+            wanted = np.asarray([str(k) for k in spec.keys])
+            held_out = wanted[
+                ~np.isin(wanted, split.train.keys.astype(str)) & np.isin(wanted, split.test.keys.astype(str))
+            ]
+            if len(held_out):
+                raise ForgetSpecError(
+                    f"keys {held_out[:5].tolist()} are only in the held-out test split: the model never trained on them"
+                )
+        task = cls(split, spec, prior or Forgotten(), count_prior)
         _ = task.forget_idx, task.forget_test_idx
+        if len(task.retain_idx) == 0:
+            raise ForgetSpecError("with the rows forgotten before, this request would leave no training row to retain")
         return task
 
     def view(self, needs: frozenset[str]) -> TaskView:
@@ -281,7 +399,10 @@ class TaskView:
 
     @property
     def train(self) -> Dataset:
-        return self._get("train")
+        """The training rows the model still knows (rows forgotten by earlier requests left out)."""
+        self._get("train")
+        task = self._task
+        return task.train.subset(task.current_idx) if len(task.prior_idx) else task.train
 
     @property
     def test(self) -> Dataset:
@@ -296,6 +417,5 @@ class TaskView:
         """Which rows of ``train`` are forget rows (needs both the train and forget views)."""
         self._get("train")
         self._get("forget")
-        mask = torch.zeros(len(self._task.train), dtype=torch.bool)
-        mask[self._task.forget_idx] = True
-        return mask
+        task = self._task
+        return torch.isin(task.current_idx, task.forget_idx)

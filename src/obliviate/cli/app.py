@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import typer
 from rich.console import Console
 
 from obliviate.tables import FORMATS, TableConsole
 
 if TYPE_CHECKING:
+    from obliviate.data import DataSplit
     from obliviate.forget import ForgetSpec
 
 app = typer.Typer(
@@ -26,15 +28,23 @@ err_console = Console(stderr=True, soft_wrap=True)  # one-line errors, never wra
 
 
 @app.callback()
-def _options(
+def _global_options(
     output: str = typer.Option(
         "table", "--format", envvar="OBLIVIATE_FORMAT", help=f"how tables are printed: {', '.join(FORMATS)}"
     ),
+    plugin: list[str] = typer.Option(
+        None, "--plugin", help="import this module first: it registers models, methods, metrics (repeat)"
+    ),
 ) -> None:
-    """Obliviate: make trained models forget data, and prove it."""
+    """Obliviate: make trained models forget data, and prove it.
+
+    Plugins (named here, and installed under the ``obliviate.plugins`` entry point) load before any command."""
     if output not in FORMATS:
         raise typer.BadParameter(f"choose from {', '.join(FORMATS)}", param_hint="--format")
     console.format = output
+    from obliviate.plugins import load_plugins
+
+    load_plugins(plugin or [])
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -73,6 +83,11 @@ def parse_values(pairs: list[str] | None) -> dict:
     return out
 
 
+def parse_columns(text: str | None) -> list[str] | None:
+    """``--features a,b,c`` as a list of column names."""
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
+
 def _ints(text: str) -> list[int]:
     if text.startswith("@"):
         text = Path(text[1:]).read_text()
@@ -89,6 +104,20 @@ def _pair(text: str, cast):
     return cast(parts[0]), cast(parts[1])
 
 
+def read_keys(keys: str | None, keys_file: Path | None) -> list[str] | None:
+    """Record keys from ``--keys a,b`` or ``--keys-file`` (one key per line, or comma-separated)."""
+    if keys and keys_file:
+        raise ValueError("give --keys or --keys-file, not both")
+    if keys_file:
+        keys = keys_file.read_text()
+    if keys is None:
+        return None
+    found = [k.strip() for k in keys.replace("\n", ",").split(",") if k.strip()]
+    if not found:
+        raise ValueError("no keys given")
+    return found
+
+
 def build_spec(
     spec: str | None,
     classes: str | None,
@@ -97,6 +126,7 @@ def build_spec(
     fraction: float | None,
     target_range: str | None,
     seed: int,
+    keys: list[str] | None = None,
 ) -> ForgetSpec:
     """A ForgetSpec from ``--spec JSON`` or from exactly one of the selector options."""
     from obliviate.forget import ForgetSpec
@@ -107,16 +137,56 @@ def build_spec(
         classes=_ints(classes) if classes else None,
         subclass=_pair(subclass, int) if subclass else None,
         indices=_ints(indices) if indices else None,
+        keys=keys,
         fraction=fraction,
         target_range=_pair(target_range, float) if target_range else None,
         seed=seed,
     )
 
 
+def _row_numbers(split: DataSplit) -> bool:
+    """Whether the record keys are the default ones, the row numbers of the data as given."""
+    train, test = split.train.keys, split.test.keys
+    if split.train.meta.get("key") or train.dtype.kind not in "iu" or test.dtype.kind not in "iu":
+        return False
+    together = np.sort(np.concatenate([train, test]))
+    if np.array_equal(together, np.arange(len(together))):
+        return True  # one file, split here
+    return np.array_equal(np.sort(train), np.arange(len(train)))  # a given train part: its own row numbers
+
+
+def file_rows(spec: ForgetSpec, split: DataSplit) -> ForgetSpec:
+    """Turn ``--indices`` (rows of the user's file) into the keys of those rows.
+
+    Rows of the file are the record keys when the data bring no keys of their own; data with a
+    key column (or image paths, or a keys array) name rows by key, so ``--keys`` is the way there.
+    """
+    from obliviate.forget import ForgetSpec
+
+    if spec.indices is None:
+        return spec
+    if not _row_numbers(split):
+        raise ValueError("these data have their own record keys (a key column, image paths, a keys array): use --keys")
+    return ForgetSpec(keys=spec.indices)
+
+
 SpecOpt = typer.Option(None, "--spec", help="ForgetSpec as JSON, or @file.json")
 ClassesOpt = typer.Option(None, "--classes", help="classes to forget, e.g. 3 or 3,5")
 SubclassOpt = typer.Option(None, "--subclass", help="SUPER:SUB sub-class to forget")
 IndicesOpt = typer.Option(None, "--indices", help="training rows: 1,2,3 or @file (JSON list or one per line)")
+RowsOpt = typer.Option(
+    None,
+    "--indices",
+    help="rows of your data file, numbered from 0 as given (before any split): 1,2,3 or @file (JSON list or one "
+    "per line); for data with a key column use --keys",
+)
+KeysOpt = typer.Option(None, "--keys", help="record keys to forget (every row with one of them), e.g. p42,p77")
+KeysFileOpt = typer.Option(None, "--keys-file", help="file with the record keys to forget, one per line")
+TargetOpt = typer.Option(None, "--target", help="target column of a CSV/Parquet table")
+KeyOpt = typer.Option(None, "--key", help="record-key column of a CSV/Parquet table (a user id; never a feature)")
+FeaturesOpt = typer.Option(
+    None, "--features", help="comma-separated feature columns of a table [default: all but target and key]"
+)
 FractionOpt = typer.Option(None, "--fraction", help="forget this random fraction of training rows")
 RangeOpt = typer.Option(None, "--target-range", help="LO:HI regression targets to forget")
 SpecSeedOpt = typer.Option(0, "--spec-seed", help="seed for --fraction")

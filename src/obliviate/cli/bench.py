@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from obliviate.cli.app import app, console
+from obliviate.cli.devices import DeviceOpt, resolve_device
 
 
 @app.command()
@@ -20,6 +21,7 @@ def bench(
     executor: str = typer.Option("serial", "--executor", help="serial (in this process) or ray"),
     ray_address: str = typer.Option(None, "--ray-address", help="address of a running Ray cluster"),
     fresh: bool = typer.Option(False, "--fresh", help="ignore finished jobs of an earlier run (cache still used)"),
+    device: str = DeviceOpt,
 ) -> None:
     """Run scenarios x methods x seeds; resumes an interrupted run and reuses cached references."""
     from obliviate.runner.executor import make_executor
@@ -28,11 +30,18 @@ def bench(
     from obliviate.runner.suite import Suite
     from obliviate.runner.tables import terminal_tables
 
+    where = str(resolve_device(device))
     suite = Suite.load(suite_file)
     out = out or Path("runs") / suite.name
     start = time.perf_counter()
     run = run_suite(
-        suite, out, executor=make_executor(executor, ray_address), cache_dir=cache, resume=not fresh, progress=True
+        suite,
+        out,
+        executor=make_executor(executor, ray_address),
+        cache_dir=cache,
+        resume=not fresh,
+        progress=True,
+        device=where,
     )
     for table in terminal_tables(run.results):
         console.print(table)

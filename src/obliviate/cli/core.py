@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,20 +12,30 @@ from rich.table import Table
 
 from obliviate.cli.app import (
     ClassesOpt,
+    FeaturesOpt,
     FractionOpt,
-    IndicesOpt,
+    KeyOpt,
+    KeysFileOpt,
+    KeysOpt,
     RangeOpt,
+    RowsOpt,
     SpecOpt,
     SpecSeedOpt,
     SubclassOpt,
+    TargetOpt,
     app,
     build_spec,
     console,
+    file_rows,
+    parse_columns,
     parse_values,
+    read_keys,
 )
+from obliviate.cli.devices import DeviceOpt, resolve_device
 
 if TYPE_CHECKING:
-    from obliviate.forget import ForgetSpec, UnlearningTask
+    from obliviate.data import DataSplit
+    from obliviate.forget import Forgotten
 
 # Commands import the library inside their bodies, so that `obliviate --help` starts without torch.
 
@@ -40,21 +51,24 @@ def demo(
     task: str = typer.Option(
         "classification", help="classification, regression (Wage, forget ages 18-30) or forecasting (elecdemand)"
     ),
+    device: str = DeviceOpt,
 ) -> None:
     """Train on bundled data, forget one class with several methods, compare with retraining."""
-    from obliviate.demo import run_demo
+    from obliviate.demos import run_demo
     from obliviate.display import report_table
     from obliviate.forget import ForgetSpec
 
     start = time.perf_counter()
+    where = resolve_device(device)
     names = [m for m in methods.split(",") if m] if methods else None
     if task == "classification":
         spec = ForgetSpec(classes=[forget_class])
-        result = run_demo(data, model, spec, names or ["finetune", "gradient_ascent"], seed=seed, progress=True)
+        default = ["finetune", "gradient_ascent"]
+        result = run_demo(data, model, spec, names or default, seed=seed, progress=True, device=where)
     else:
-        from obliviate.regression_demo import run_regression_demo
+        from obliviate.demos import run_regression_demo
 
-        result = run_regression_demo(task, names, seed=seed, progress=True)
+        result = run_regression_demo(task, names, seed=seed, progress=True, device=where)
     console.print(report_table(result.report))
     result.report.save(out)
     console.print(
@@ -67,11 +81,14 @@ def demo(
 def train(
     out: Path = typer.Option(..., "--out", help="model file to write (.safetensors)"),
     data: str = typer.Option("digits", help="bundled data set or path"),
-    target: str = typer.Option(None, help="target column for CSV data"),
+    target: str = TargetOpt,
+    key: str = KeyOpt,
+    features: str = FeaturesOpt,
     kind: str = typer.Option("classification", help="classification or regression (for .npz/.csv)"),
-    model: str = typer.Option("cnn", help="architecture"),
+    model: str = typer.Option("cnn", help="architecture name, or a factory 'package.module:function'"),
     seed: int = typer.Option(0),
     option: list[str] = typer.Option(None, "--set", help="training recipe override key=value"),
+    device: str = DeviceOpt,
 ) -> None:
     """Train a model and save it with a card recording data and recipe."""
     from obliviate.checkpoint import save_model
@@ -80,14 +97,17 @@ def train(
     from obliviate.training import TrainConfig, fit
 
     recipe = TrainConfig(**{"seed": seed, **parse_values(option)})
-    split = load_data(data, kind=kind, target=target, seed=seed)
+    columns = parse_columns(features)
+    split = load_data(data, kind=kind, target=target, key=key, features=columns, seed=seed)
     net = build_model(model, split.train.input_shape, split.train.num_outputs, seed=seed)
-    result = fit(net, split.train, recipe, progress=True)
+    result = fit(net, split.train, recipe, device=resolve_device(device), progress=True)
     card = {
         "data": {
             "source": data,
             "kind": kind,
             "target": target,
+            "key": key,
+            "features": columns,
             "split_seed": seed,
             "fingerprint": split.train.fingerprint(),
         },
@@ -99,20 +119,38 @@ def train(
     console.print(f"trained {model} on {data} in {result.seconds:.1f}s ({result.steps} steps) -> {out}")
 
 
-def _load_task(card: dict, data: str | None, spec: ForgetSpec) -> UnlearningTask:
+def _load_split(card: dict, data: str | None, target: str | None, key: str | None, features: str | None) -> DataSplit:
+    """The data a model was trained on: its card's source and columns, or the ones given (which must match)."""
     from obliviate.data import load_data
-    from obliviate.forget import UnlearningTask
 
     info = card.get("data", {})
     source = data or info.get("source")
     if source is None:
         raise ValueError("the model card names no data set; pass --data")
+    key = key or info.get("key")
+    if info.get("key") and key != info["key"]:
+        raise ValueError(f"--key {key!r} differs from the key column {info['key']!r} the model was trained with")
     split = load_data(
-        source, kind=info.get("kind", "classification"), target=info.get("target"), seed=info.get("split_seed", 0)
+        source,
+        kind=info.get("kind", "classification"),
+        target=target or info.get("target"),
+        key=key,
+        features=parse_columns(features) or info.get("features"),
+        seed=info.get("split_seed", 0),
     )
     if info.get("fingerprint") and split.train.fingerprint() != info["fingerprint"]:
         raise ValueError(f"data {source!r} differs from the data the model was trained on (fingerprint mismatch)")
-    return UnlearningTask.build(split, spec)
+    return split
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _forgotten(card: dict) -> Forgotten:
+    from obliviate.forget import Forgotten
+
+    return Forgotten.model_validate(card.get("forgotten") or {})
 
 
 @app.command()
@@ -121,38 +159,58 @@ def forget(
     out: Path = typer.Option(..., "--out", help="where to write the unlearned model"),
     method: str = typer.Option("finetune", help="registered method name"),
     data: str = typer.Option(None, help="data source (default: the one in the model card)"),
+    target: str = TargetOpt,
+    key: str = KeyOpt,
+    features: str = FeaturesOpt,
     spec: str = SpecOpt,
     classes: str = ClassesOpt,
     subclass: str = SubclassOpt,
-    indices: str = IndicesOpt,
+    indices: str = RowsOpt,
+    keys: str = KeysOpt,
+    keys_file: Path = KeysFileOpt,
     fraction: float = FractionOpt,
     target_range: str = RangeOpt,
     spec_seed: int = SpecSeedOpt,
     option: list[str] = typer.Option(None, "--set", help="method config override key=value"),
     seed: int = typer.Option(0),
+    device: str = DeviceOpt,
 ) -> None:
-    """Apply an unlearning method to a saved model and save the result beside a new card."""
+    """Apply an unlearning method to a saved model and save the result beside a new card.
+
+    Rows the model forgot before (listed in its card) stay out of the retain set and out of a
+    retrained reference; the new card lists every key and class forgotten so far.
+    """
     from obliviate.checkpoint import check_output, load_model, save_model
+    from obliviate.forget import UnlearningTask
     from obliviate.methods import unlearn
 
     check_output(out, model_file)
-    forget_spec = build_spec(spec, classes, subclass, indices, fraction, target_range, spec_seed)
+    forget_spec = build_spec(
+        spec, classes, subclass, indices, fraction, target_range, spec_seed, read_keys(keys, keys_file)
+    )
     model, card = load_model(model_file)
-    task = _load_task(card, data, forget_spec)
+    split = _load_split(card, data, target, key, features)
+    forget_spec = file_rows(forget_spec, split)
+    task = UnlearningTask.build(split, forget_spec, prior=_forgotten(card))
     config = parse_values(option)
     if method == "retrain" and "recipe" not in config and "recipe" in card:
         config["recipe"] = card["recipe"]
-    result = unlearn(model, task, method, seed=seed, progress=True, **config)
+    result = unlearn(model, task, method, seed=seed, device=resolve_device(device), progress=True, **config)
     new_card = {
         "data": card.get("data"),
         "recipe": card.get("recipe"),
         "parent_sha256": card.get("sha256"),
         "forget_spec": forget_spec.model_dump(exclude_none=True),
+        "forget_keys": task.forget_keys,
+        "forgotten": task.forgotten.model_dump(),
         "run": result.log.to_dict(),
     }
     save_model(out, result.model, new_card)
+    keys = _plural(len(task.forget_keys), "key")
+    earlier = f"; {len(task.prior_idx)} rows forgotten before kept out" if len(task.prior_idx) else ""
     console.print(
-        f"{method}: forgot {len(task.forget)} rows in {result.log.seconds:.2f}s ({result.log.steps} steps) -> {out}"
+        f"{method}: forgot {len(task.forget)} rows ({keys}) in {result.log.seconds:.2f}s "
+        f"({result.log.steps} steps){earlier} -> {out}"
     )
 
 
@@ -161,33 +219,54 @@ def evaluate_cmd(
     model: list[str] = typer.Option(..., "--model", help="NAME=PATH, repeat for each model"),
     reference: str = typer.Option(None, help="name of the retrained reference among --model"),
     data: str = typer.Option(None, help="data source (default: the first model's card)"),
+    target: str = TargetOpt,
+    key: str = KeyOpt,
+    features: str = FeaturesOpt,
     spec: str = SpecOpt,
     classes: str = ClassesOpt,
     subclass: str = SubclassOpt,
-    indices: str = IndicesOpt,
+    indices: str = RowsOpt,
+    keys: str = KeysOpt,
+    keys_file: Path = KeysFileOpt,
     fraction: float = FractionOpt,
     target_range: str = RangeOpt,
     spec_seed: int = SpecSeedOpt,
+    cumulative: bool = typer.Option(
+        False, "--cumulative", help="forget set = everything the models' cards list as forgotten so far"
+    ),
     out: Path = typer.Option(Path("report.json"), help="JSON report to write"),
+    device: str = DeviceOpt,
 ) -> None:
     """Evaluate saved models on a forget request and write a JSON report."""
     from obliviate.checkpoint import load_model
     from obliviate.display import report_table
     from obliviate.evaluation import evaluate
+    from obliviate.forget import Forgotten, UnlearningTask
+    from obliviate.methods import RunLog
 
-    forget_spec = build_spec(spec, classes, subclass, indices, fraction, target_range, spec_seed)
+    selectors = (spec, classes, subclass, indices, keys, keys_file, fraction, target_range)
+    if cumulative and any(v is not None for v in selectors):
+        raise ValueError("--cumulative takes the forget set from the model cards; give no other forget selector")
     models, cards = {}, {}
     for pair in parse_values(model).items():
         name, path = pair
         models[name], cards[name] = load_model(Path(str(path)))
-    task = _load_task(next(iter(cards.values())), data, forget_spec)
+    card = next(iter(cards.values()))
+    split = _load_split(card, data, target, key, features)
+    if cumulative:
+        task = reduce(Forgotten.union, map(_forgotten, cards.values())).task(split)
+    else:
+        forget_spec = build_spec(
+            spec, classes, subclass, indices, fraction, target_range, spec_seed, read_keys(keys, keys_file)
+        )
+        task = UnlearningTask.build(split, file_rows(forget_spec, split))
     logs = {}
     for name, card in cards.items():
         if "run" in card:
-            from obliviate.methods import RunLog
-
             logs[name] = RunLog(**card["run"])
-    report = evaluate(task, models, reference=reference, original=None, logs=logs)
+    where = resolve_device(device)
+    models = {name: m.to(where) for name, m in models.items()}
+    report = evaluate(task, models, reference=reference, original=None, logs=logs, device=where)
     console.print(report_table(report))
     report.save(out)
     console.print(f"report written to {out}")

@@ -12,18 +12,23 @@ from rich.table import Table
 
 from obliviate.cli.app import (
     ClassesOpt,
+    FeaturesOpt,
     FractionOpt,
     IndicesOpt,
+    KeyOpt,
     RangeOpt,
     SpecOpt,
     SpecSeedOpt,
     SubclassOpt,
+    TargetOpt,
     app,
     build_spec,
     console,
     err_console,
+    parse_columns,
     parse_values,
 )
+from obliviate.cli.devices import DeviceOpt, resolve_device
 
 pipeline_app = typer.Typer(help="Honour deletion requests: ledger, processing, model registry.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail of processed deletion batches.", no_args_is_help=True)
@@ -57,9 +62,12 @@ def _fail(message: str) -> None:
 def init(
     home: Path = HomeOpt,
     data: str = typer.Option("digits", help="bundled data set or path"),
+    target: str = TargetOpt,
+    key: str = KeyOpt,
+    features: str = FeaturesOpt,
     name: str = typer.Option(None, help="the name requests use for the data set (default: --data)"),
     split_seed: int = typer.Option(0, help="seed of the train/test split the row ids refer to"),
-    model: str = typer.Option("mlp", help="architecture"),
+    model: str = typer.Option("mlp", help="architecture name, or a factory 'package.module:function'"),
     model_option: list[str] = typer.Option(None, "--model-set", help="architecture argument key=value"),
     train_option: list[str] = typer.Option(None, "--train-set", help="training recipe override key=value"),
     model_file: Path = typer.Option(None, help="serve this trained model instead of training one"),
@@ -78,8 +86,10 @@ def init(
         help="HMAC key file signing the audit trail, outside the home (default: a new one under "
         "$OBLIVIATE_KEY_DIR or ~/.config/obliviate/keys)",
     ),
+    device: str = DeviceOpt,
 ) -> None:
-    """Create a pipeline home: config, ledger, and the first model version (trained unless --model-file)."""
+    """Create a pipeline home: config, ledger, and the first model version (trained unless --model-file).
+    The device is stored in the config; ``process --device`` overrides it for one run."""
     from obliviate.checkpoint import load_model
     from obliviate.training import TrainConfig
 
@@ -87,7 +97,14 @@ def init(
     from obliviate.pipeline import DataSource, Pipeline, PipelineConfig, SisaSettings
 
     settings = {
-        "dataset": DataSource(name=name or data, source=data, split_seed=split_seed),
+        "dataset": DataSource(
+            name=name or data,
+            source=data,
+            split_seed=split_seed,
+            target=target,
+            key=key,
+            features=parse_columns(features),
+        ),
         "architecture": model,
         "architecture_kwargs": parse_values(model_option),
         "recipe": TrainConfig(**{"seed": seed, **parse_values(train_option)}),
@@ -100,6 +117,7 @@ def init(
         "database": database,
         "seed": seed,
         "audit_key_file": str(audit_key) if audit_key else None,
+        "device": str(resolve_device(device)),
     }
     if gate:
         settings["gates"] = gate
@@ -162,11 +180,14 @@ def process_cmd(
     max_batches: int = typer.Option(None, help="stop after this many batches"),
     wait: bool = typer.Option(False, help="wait for a running processor instead of exiting"),
     watch: float = typer.Option(None, help="keep polling the queue every this many seconds"),
+    device: str = typer.Option(None, "--device", help="run on this device instead of the configured one"),
 ) -> None:
     """Serve waiting requests: recover interrupted work, then batch, unlearn, gate, promote, record."""
     pipe = _open(home)
     from obliviate.pipeline import BusyError, process
 
+    if device is not None:
+        pipe.config = pipe.config.model_copy(update={"device": str(resolve_device(device))})
     while True:
         try:
             outcomes = process(pipe, max_batches=max_batches, wait=wait)

@@ -6,7 +6,15 @@ from pathlib import Path
 
 from obliviate.data.bundled import BUNDLED, load_diabetes, load_digits, load_mnist5k
 from obliviate.data.dataset import DataError, Dataset, DataSplit, TaskKind, split_dataset
-from obliviate.data.files import load_cifar, load_csv, load_mnist_idx, load_npz, read_idx
+from obliviate.data.files import (
+    load_cifar,
+    load_csv,
+    load_image_folder,
+    load_mnist_idx,
+    load_npz,
+    load_table,
+    read_idx,
+)
 
 __all__ = [
     "BUNDLED",
@@ -19,12 +27,17 @@ __all__ = [
     "load_data",
     "load_diabetes",
     "load_digits",
+    "load_image_folder",
     "load_mnist5k",
     "load_mnist_idx",
     "load_npz",
+    "load_table",
     "read_idx",
     "split_dataset",
 ]
+
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 def load_data(
@@ -32,27 +45,36 @@ def load_data(
     *,
     kind: TaskKind = "classification",
     target: str | None = None,
+    key: str | None = None,
+    features: list[str] | None = None,
     test_fraction: float = 0.2,
     seed: int = 0,
 ) -> DataSplit:
-    """Resolve a data source: a bundled name, a directory (IDX or CIFAR files), .npz or .csv.
+    """Resolve a data source: a bundled name, a directory (MNIST IDX files, CIFAR pickles or an
+    image folder ``root/<class>/*.png``), an .npz file, or a CSV/Parquet table.
 
-    The same source and seed always give the same split, so forget indices written against
-    one run refer to the same rows in the next.
+    ``target``, ``key`` and ``features`` name columns of a table (``target`` is required there).
+    The same source and seed always give the same split, and every row keeps its record key, so a
+    request written against one run names the same rows in the next.
     """
+    path = Path(source)
+    suffix = path.suffix.lower()
+    if (key or features) and not (path.is_file() and suffix in TABLE_SUFFIXES):
+        raise DataError(f"{source}: --key and --features name columns of a CSV or Parquet table")
     if source in BUNDLED:
         return split_dataset(BUNDLED[source](), test_fraction, seed)
-    path = Path(source)
     if not path.exists():
         raise DataError(f"unknown data source {source!r}: no such path, nor bundled ({', '.join(sorted(BUNDLED))})")
     if path.is_dir():
         if any(path.glob("train-images-idx3-ubyte*")):
             return load_mnist_idx(path)
-        return load_cifar(path)
-    if path.suffix == ".npz":
+        if (path / "test_batch").is_file() or (path / "train").is_file():
+            return load_cifar(path)
+        return load_image_folder(path, test_fraction, seed)
+    if suffix == ".npz":
         return load_npz(path, kind=kind, test_fraction=test_fraction, seed=seed)
-    if path.suffix == ".csv":
+    if suffix in TABLE_SUFFIXES:
         if target is None:
-            raise DataError(f"{path}: a CSV needs --target naming the target column")
-        return load_csv(path, target, kind=kind, test_fraction=test_fraction, seed=seed)
-    raise DataError(f"{path}: unsupported file type {path.suffix!r} (use .npz, .csv or a directory)")
+            raise DataError(f"{path}: a table needs --target naming the target column")
+        return load_table(path, target, features=features, kind=kind, test_fraction=test_fraction, seed=seed, key=key)
+    raise DataError(f"{path}: unsupported file type {path.suffix!r} (use .npz, .csv, .parquet or a directory)")

@@ -1,4 +1,9 @@
-"""Loaders for users' own files: MNIST IDX, CIFAR pickles, .npz and CSV."""
+"""Loaders for users' own files: MNIST IDX, CIFAR pickles, image folders, .npz, CSV and Parquet.
+
+Every loader gives each row a record key: a key column or array when the file has one, the
+image's path for image folders, else the row number in the file (never a position in the
+shuffled split), so forget requests name the same rows in every later run.
+"""
 
 from __future__ import annotations
 
@@ -126,62 +131,222 @@ def load_cifar(directory: str | Path, coarse: bool = False) -> DataSplit:
     raise DataError(f"{directory}: neither CIFAR-10 nor CIFAR-100 python files found")
 
 
+def _npz_array(arrays, path: Path, name: str) -> np.ndarray:
+    try:
+        return arrays[name]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot read array {name!r} ({exc})") from None
+
+
+def _inputs(X: np.ndarray, path: Path, name: str) -> np.ndarray:
+    """Numeric inputs; ``(N, H, W)`` images get a channel axis, ``(N, 1, H, W)``. Pixels keep their dtype."""
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{path}: {name} has dtype {X.dtype}; inputs must be numbers")
+    return X[:, None] if X.ndim == 3 else X
+
+
 def load_npz(
     path: str | Path, kind: TaskKind = "classification", test_fraction: float = 0.2, seed: int = 0
 ) -> DataSplit:
-    """Arrays ``X_train, y_train, X_test, y_test``, or ``X, y`` split here with ``seed``."""
+    """Arrays ``X_train, y_train, X_test, y_test``, or ``X, y`` split here with ``seed``.
+
+    Optional arrays: ``keys`` (one record key per row of ``X``; ``keys_train`` and ``keys_test``
+    in the split layout) and ``class_names``. A 3-D ``X`` is read as ``(N, H, W)`` grayscale
+    images and gets a channel axis.
+    """
     path = Path(path)
     try:
         arrays = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # a truncated file is not a zip
-        raise DataError(f"{path}: cannot read .npz ({exc})") from exc
-    keys = set(arrays.files)
-    if {"X_train", "y_train", "X_test", "y_test"} <= keys:
-        return DataSplit(
-            Dataset(arrays["X_train"], arrays["y_train"], kind=kind, name=f"{path.stem}-train"),
-            Dataset(arrays["X_test"], arrays["y_test"], kind=kind, name=f"{path.stem}-test"),
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot read .npz ({exc})") from None
+    with arrays:
+        files = set(arrays.files)
+
+        def get(name: str) -> np.ndarray | None:
+            return _npz_array(arrays, path, name) if name in files else None
+
+        names = get("class_names")
+        if names is not None:
+            if names.ndim != 1 or names.dtype.kind != "U":
+                raise DataError(f"{path}: class_names must be a 1-D array of strings, got {names.dtype} {names.shape}")
+            names = tuple(names.tolist())
+
+        def build(x: str, y: str, keys: str, name: str) -> Dataset:
+            X, labels = _inputs(get(x), path, x), get(y)
+            if labels.dtype.kind not in "biuf":
+                raise DataError(f"{path}: {y} has dtype {labels.dtype}; store class ids (and class_names) or numbers")
+            return Dataset(X, labels, kind=kind, class_names=names, name=name, keys=get(keys))
+
+        if {"X_train", "y_train", "X_test", "y_test"} <= files:
+            train = build("X_train", "y_train", "keys_train", f"{path.stem}-train")
+            return DataSplit(train, build("X_test", "y_test", "keys_test", f"{path.stem}-test"))
+        if {"X", "y"} <= files:
+            return split_dataset(build("X", "y", "keys", path.stem), test_fraction, seed)
+    raise DataError(f"{path}: expected arrays X, y or X_train, y_train, X_test, y_test; found {sorted(files)}")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _class_folders(root: Path) -> list[Path]:
+    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """One image as ``(C, H, W)`` uint8: grayscale stays one channel, everything else becomes RGB."""
+    Image = need("PIL.Image", "files")
+    UnidentifiedImageError = Image.UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.mode in ("I", "I;16", "I;16B", "F"):
+                raise DataError(f"{path}: {image.mode} images (16-bit or float) are not supported; save 8-bit images")
+            gray = image.mode in ("1", "L", "LA")
+            pixels = np.asarray(image.convert("L" if gray else "RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"{path}: cannot read image ({exc})") from None
+    return pixels[None] if gray else pixels.transpose(2, 0, 1)
+
+
+def _image_dataset(root: Path, folder: Path, classes: list[str], name: str) -> Dataset:
+    files, labels = [], []
+    for sub in _class_folders(folder):
+        if sub.name not in classes:
+            raise DataError(f"{sub}: class {sub.name!r} is not among the training classes {classes}")
+        found = sorted(f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files += found
+        labels += [classes.index(sub.name)] * len(found)
+    if not files:
+        raise DataError(f"{folder}: no .png or .jpg images in class folders ({folder}/<class>/*.png)")
+    images = []
+    for f in files:
+        pixels = _read_image(f)
+        if images and pixels.shape != images[0].shape:
+            raise DataError(
+                f"{f}: image is {_shape(pixels)} but {files[0].name} is {_shape(images[0])}; "
+                "all images must have one size and colour mode"
+            )
+        images.append(pixels)
+    keys = [f.relative_to(root).as_posix() for f in files]
+    return Dataset(np.stack(images), np.asarray(labels), class_names=tuple(classes), name=name, keys=keys)
+
+
+def _shape(pixels: np.ndarray) -> str:
+    channels, height, width = pixels.shape
+    return f"{width}x{height} {'grayscale' if channels == 1 else 'RGB'}"
+
+
+def load_image_folder(root: str | Path, test_fraction: float = 0.2, seed: int = 0) -> DataSplit:
+    """Images in ``root/<class>/*.png|jpg`` (or ``root/train/<class>/`` and ``root/test/<class>/``).
+
+    Classes are the folder names in sorted order; grayscale images give ``(N, 1, H, W)``, colour
+    ones ``(N, 3, H, W)``, uint8 pixels as stored; all images must share one size. A row's key is
+    its path under ``root`` (``cat/001.png``). Without train/test folders the split is seeded.
+    """
+    root = Path(root)
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        classes = [d.name for d in _class_folders(root / "train")]
+        train = _image_dataset(root, root / "train", classes, f"{root.name}-train")
+        return DataSplit(train, _image_dataset(root, root / "test", classes, f"{root.name}-test"))
+    classes = [d.name for d in _class_folders(root)]
+    return split_dataset(_image_dataset(root, root, classes, root.name), test_fraction, seed)
+
+
+def _read_table(path: Path):
+    pa = need("pyarrow", "files")
+    pacsv = need("pyarrow.csv", "files")
+    pq = need("pyarrow.parquet", "files")
+
+    try:
+        if path.suffix.lower() == ".csv":
+            return pacsv.read_csv(path)
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot read {path.suffix.lstrip('.')} table ({first})") from None
+
+
+def _column(table, path: Path, name: str, role: str) -> np.ndarray:
+    column = table.column(name)
+    if column.null_count:
+        raise DataError(f"{path}: {role} column {name!r} has {column.null_count} missing values")
+    return column.to_numpy()
+
+
+def _numeric_column(table, path: Path, name: str) -> np.ndarray:
+    pa = need("pyarrow", "files")
+
+    kind = table.schema.field(name).type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+        raise DataError(
+            f"{path}: feature column {name!r} is not numeric ({kind}); choose numeric columns with --features "
+            "or name an id column with --key"
         )
-    if {"X", "y"} <= keys:
-        return split_dataset(Dataset(arrays["X"], arrays["y"], kind=kind, name=path.stem), test_fraction, seed)
-    raise DataError(f"{path}: expected arrays X, y or X_train, y_train, X_test, y_test; found {sorted(keys)}")
+    return _column(table, path, name, "feature").astype(np.float32)
 
 
-def load_csv(
+def _class_labels(values: np.ndarray, path: Path, target: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class ids in sorted order of the target's values (names or numbers), and their names."""
+    if values.dtype.kind == "f":
+        if not np.all(values == np.round(values)):
+            raise DataError(f"{path}: target {target!r} has fractional values; use --kind regression")
+        values = values.astype(np.int64)
+    if values.dtype.kind not in "biuUO":
+        raise DataError(f"{path}: target column {target!r} has dtype {values.dtype}")
+    if values.dtype.kind == "O":
+        values = values.astype(str)
+    uniques, codes = np.unique(values, return_inverse=True)
+    return codes, tuple(str(u) for u in uniques.tolist())
+
+
+def load_table(
     path: str | Path,
     target: str,
     features: list[str] | None = None,
     kind: TaskKind = "classification",
     test_fraction: float = 0.2,
     seed: int = 0,
+    key: str | None = None,
 ) -> DataSplit:
-    """A CSV with a header: numeric feature columns and one target column.
+    """A CSV (with a header) or Parquet table: numeric feature columns, a target column, and an
+    optional key column (a user id; rows sharing a key are one person's rows).
 
-    Classification targets may be strings; they become class ids in sorted order.
+    ``features`` defaults to every column except the target and the key; the key is never a
+    feature. Classification targets (names or integers) become class ids in sorted order of their
+    values, kept as class names. Without a key column, a row's key is its row number in the file.
     """
-    pd = need("pandas", "data")
-
     path = Path(path)
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read CSV ({exc})") from exc
-    if target not in frame.columns:
-        raise DataError(f"{path}: no target column {target!r}; columns are {list(frame.columns)}")
-    features = features or [c for c in frame.columns if c != target]
-    missing = [c for c in features if c not in frame.columns]
-    if missing:
-        raise DataError(f"{path}: missing feature columns {missing}")
-    try:
-        X = frame[features].to_numpy(dtype=np.float32)
-    except ValueError as exc:
-        raise DataError(f"{path}: feature columns must be numeric ({exc})") from exc
+    table = _read_table(path)
+    columns = table.column_names
+    for role, name in (("target", target), ("key", key)):
+        if name is not None and name not in columns:
+            raise DataError(f"{path}: no {role} column {name!r}; columns are {columns}")
+    if features:
+        missing = [c for c in features if c not in columns]
+        if missing:
+            raise DataError(f"{path}: no feature columns {missing}; columns are {columns}")
+        if key in features or target in features:
+            raise DataError(f"{path}: --features lists the {'key' if key in features else 'target'} column")
+    else:
+        features = [c for c in columns if c not in (target, key)]
+        if not features:
+            raise DataError(f"{path}: no feature columns besides the target and key")
+    X = np.stack([_numeric_column(table, path, c) for c in features], axis=1)
+    values = _column(table, path, target, "target")
     class_names = None
     if kind == "classification":
-        codes, uniques = pd.factorize(frame[target], sort=True)
-        if (codes < 0).any():
-            raise DataError(f"{path}: target column {target!r} has missing values")
-        y, class_names = codes, tuple(str(u) for u in uniques)
+        y, class_names = _class_labels(values, path, target)
+    elif values.dtype.kind in "biuf":
+        y = values.astype(np.float32)
     else:
-        y = pd.to_numeric(frame[target], errors="coerce").to_numpy(dtype=np.float32)
-    data = Dataset(X, y, kind=kind, class_names=class_names, name=path.stem, meta={"features": features})
+        raise DataError(f"{path}: regression target {target!r} is not numeric ({values.dtype})")
+    keys = _column(table, path, key, "key") if key else None
+    if keys is not None and keys.dtype.kind not in "iu":
+        keys = keys.astype(str)
+    data = Dataset(
+        X, y, kind=kind, class_names=class_names, name=path.stem, meta={"features": features, "key": key}, keys=keys
+    )
     return split_dataset(data, test_fraction, seed)
+
+
+load_csv = load_table  # the CSV-only name of earlier releases; CSV and Parquet share one loader

@@ -115,15 +115,25 @@ class Method(ABC):
 REGISTRY: dict[str, type[Method]] = {}
 
 
-def register(cls: type[Method]) -> type[Method]:
-    """Class decorator adding a method to the registry under ``cls.name``."""
-    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
-        raise MethodError(f"method name {cls.name!r} is already registered")
-    REGISTRY[cls.name] = cls
-    return cls
+def register(cls: type[Method] | None = None, *, replace: bool = False):
+    """Class decorator adding a method to the registry under ``cls.name``: ``@register``, or
+    ``@register(replace=True)`` to replace a method of that name on purpose (else refused)."""
+
+    def add(cls: type[Method]) -> type[Method]:
+        if not replace and REGISTRY.get(cls.name, cls) is not cls:
+            raise MethodError(f"method name {cls.name!r} is already registered; use @register(replace=True)")
+        REGISTRY[cls.name] = cls
+        return cls
+
+    return add if cls is None else add(cls)
 
 
 def get_method(name: str) -> type[Method]:
+    """The registered method ``name``; installed plugins are loaded before giving up on it."""
+    if name not in REGISTRY:
+        from obliviate.plugins import load_plugins
+
+        load_plugins()
     if name not in REGISTRY:
         raise MethodError(f"unknown method {name!r}; registered: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]

@@ -61,12 +61,16 @@ def metric(
     description: str,
     kinds: tuple[str, ...] = ("classification", "regression"),
     default: bool = True,
+    replace: bool = False,
 ) -> Callable[[MetricFn], MetricFn]:
     """Register a metric. The function returns one number, a dict of named numbers (stored as
     ``name.key``), or None when it does not apply to this task. ``default=False`` metrics
-    (expensive ones) run only when asked for by name."""
+    (expensive ones) run only when asked for by name. A name already registered is refused
+    unless ``replace=True``, so a plugin never silently changes what a built-in metric means."""
 
     def wrap(fn: MetricFn) -> MetricFn:
+        if not replace and name in METRICS and METRICS[name].fn is not fn:
+            raise ValueError(f"metric {name!r} is already registered; pass replace=True to replace it")
         METRICS[name] = MetricInfo(name, fn, frozenset(kinds), direction, description, default)
         return fn
 

@@ -11,11 +11,10 @@ from obliviate.training import predict
 
 
 def random_model_outputs(ctx: MetricContext, view: str = "forget") -> torch.Tensor:
-    """Outputs of a randomly initialised model of the same architecture, seeded by ``ctx.seed``
-    so every model in one evaluation is compared with the same random network; the global
-    RNG is left as it was."""
-    with torch.random.fork_rng():
-        rand = fresh_copy(ctx.model, seed=ctx.seed)
+    """Outputs of a randomly initialised model of the same architecture (frozen layers too),
+    seeded by ``ctx.seed`` so every model in one evaluation is compared with the same random
+    network; the global RNG is left as it was."""
+    rand = fresh_copy(ctx.model, seed=ctx.seed, keep_frozen=False)
     return predict(rand, getattr(ctx.task, view).X, device=ctx.device)
 
 

@@ -73,8 +73,7 @@ def train_shadow(
     """Shadow ``index``: a re-initialised copy of ``template`` trained on its half of the pool;
     returns its logit-scaled confidence on every pool row. A function of its arguments only, so
     the bench runner can train shadows as independent executor jobs."""
-    with torch.random.fork_rng():
-        shadow = fresh_copy(template, seed=seed * 1000 + index)
+    shadow = fresh_copy(template, seed=seed * 1000 + index)
     rows = torch.from_numpy(np.nonzero(members[index])[0])
     fit(shadow, pool.subset(rows), recipe.model_copy(update={"seed": index}), device=device)
     return logit_confidence(predict(shadow, pool.X, device=device), pool.y).numpy()

@@ -22,6 +22,8 @@ class DataSource(BaseModel):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     kind: Literal["classification", "regression"] = "classification"
     target: str | None = None
+    key: str | None = None
+    features: list[str] | None = None
 
 
 class SisaSettings(BaseModel):

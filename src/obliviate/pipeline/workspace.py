@@ -196,7 +196,15 @@ def _check_text(name: str, text) -> None:
 
 def _load_split(config: PipelineConfig) -> DataSplit:
     d = config.dataset
-    return load_data(d.source, kind=d.kind, target=d.target, test_fraction=d.test_fraction, seed=d.split_seed)
+    return load_data(
+        d.source,
+        kind=d.kind,
+        target=d.target,
+        key=d.key,
+        features=d.features,
+        test_fraction=d.test_fraction,
+        seed=d.split_seed,
+    )
 
 
 def _check_fits(model, train) -> None:

@@ -1,19 +1,44 @@
 """On-disk cache of the models every method is compared with: the original and the retrained one.
 
 A key is the hash of everything that determines the weights (data fingerprint, forget spec for
-the retrained model, architecture, recipe and seed), so a second run, or a suite that shares a
-scenario, loads them instead of training again.
+the retrained model, architecture, recipe and seed, and the code version), so a second run, or a
+suite that shares a scenario, loads them instead of training again, and a changed Obliviate
+never reuses what older code made.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
 from torch import nn
 
+import obliviate
 from obliviate.checkpoint import CheckpointError, load_model, save_model
+from obliviate.evaluation import _version
 from obliviate.runner.suite import stable_hash
+
+
+@functools.cache
+def code_version() -> str:
+    """Obliviate's version and a hash of its source files (an edited checkout counts as new code)."""
+    root = Path(obliviate.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return f"{_version()}+{h.hexdigest()[:12]}"
+
+
+def source_hash(obj: object) -> str:
+    """Hash of the file defining ``obj`` (a plugin's method lives outside Obliviate's sources)."""
+    try:
+        return hashlib.sha256(Path(inspect.getsourcefile(obj) or "").read_bytes()).hexdigest()[:12]
+    except (OSError, TypeError):
+        return "unknown"
 
 
 class ModelCache:
@@ -21,7 +46,7 @@ class ModelCache:
         self.root = Path(root)
 
     def path(self, role: str, identity: dict) -> Path:
-        return self.root / f"{role}-{stable_hash(identity)}.safetensors"
+        return self.root / f"{role}-{stable_hash({**identity, 'code': code_version()})}.safetensors"
 
     def get_or_make(
         self, role: str, identity: dict, make: Callable[[], tuple[nn.Module, dict]]

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from obliviate.extras import need
+from obliviate.plugins import load_plugins, named_plugins
 
 JOB_THREADS = 1
 """Torch threads per job, fixed so a result never depends on where the job ran."""
@@ -24,6 +25,13 @@ def _with_threads(fn: Callable[[Any], Any], item: Any) -> Any:
         return fn(item)
     finally:
         torch.set_num_threads(before)
+
+
+def _in_worker(fn: Callable[[Any], Any], item: Any, plugins: Sequence[str]) -> Any:
+    """A job in a Ray worker: the driver's plugins (and installed ones) are loaded first, so user
+    methods, metrics and models are known there as well."""
+    load_plugins(plugins)
+    return _with_threads(fn, item)
 
 
 class SerialExecutor:
@@ -46,14 +54,16 @@ class RayExecutor:
     """Runs jobs as Ray tasks: on a local Ray started here, or on the cluster at ``address``.
 
     ``on_result`` is called in the driver as each job finishes, so results can be saved
-    incrementally in whatever order the cluster completes them.
+    incrementally in whatever order the cluster completes them. ``plugins`` (default: those
+    loaded by name in the driver) are imported in each worker before its job runs.
     """
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None):
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, plugins: Sequence[str] | None = None):
         ray = need("ray", "ray")
         self._ray = ray
+        self.plugins = list(named_plugins() if plugins is None else plugins)
         if not ray.is_initialized():
             if address:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False)
@@ -64,9 +74,9 @@ class RayExecutor:
         self, fn: Callable[[Any], Any], items: Sequence[Any], on_result: Callable[[int, Any], None] | None = None
     ) -> list[Any]:
         ray = self._ray
-        remote = ray.remote(num_cpus=JOB_THREADS)(_with_threads)
+        remote = ray.remote(num_cpus=JOB_THREADS)(_in_worker)
         fn_ref = ray.put(fn)
-        pending = {remote.remote(fn_ref, item): i for i, item in enumerate(items)}
+        pending = {remote.remote(fn_ref, item, self.plugins): i for i, item in enumerate(items)}
         results: list[Any] = [None] * len(items)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)

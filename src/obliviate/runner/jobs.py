@@ -22,10 +22,10 @@ from obliviate.atomic import atomic_write
 from obliviate.data import DataSplit, load_data
 from obliviate.evaluation import evaluate
 from obliviate.forget import ForgetSpec, UnlearningTask
-from obliviate.methods import RunLog, unlearn
+from obliviate.methods import RunLog, get_method, unlearn
 from obliviate.metrics.lira import lira_settings, remember_shadows, shadow_members, shadow_pool, train_shadow
 from obliviate.models import build_model
-from obliviate.runner.cache import ModelCache
+from obliviate.runner.cache import ModelCache, code_version, source_hash
 from obliviate.runner.suite import Suite, stable_hash
 from obliviate.training import fit, per_example_loss, predict, seed_everything
 
@@ -41,6 +41,8 @@ class Job:
     scenario: str | None = None
     method: str | None = None
     shadow: int | None = None
+    device: str = "cpu"
+    """Where the job trains and evaluates; not part of any key (it changes speed and rounding only)."""
 
     @property
     def key(self) -> str:
@@ -57,6 +59,7 @@ class Job:
                 "method": entry.model_dump(mode="json"),
                 "seed": self.seed,
                 "metrics": [s.metrics, s.metric_options],
+                "code": [code_version(), source_hash(get_method(entry.name))],
             }
         )
 
@@ -95,7 +98,7 @@ def _original(job: Job) -> tuple[nn.Module, dict]:
     def make():
         seed_everything(job.seed)  # the initial weights, not only the batches, must follow the seed
         net = build_model(s.architecture, split.train.input_shape, split.train.num_outputs, **s.model_kwargs)
-        result = fit(net, split.train, recipe)
+        result = fit(net, split.train, recipe, device=job.device)
         return result.model, {"train_seconds": result.seconds, "steps": result.steps}
 
     return ModelCache(job.cache_dir).get_or_make("original", identity, make)
@@ -108,7 +111,7 @@ def _retrain(job: Job) -> tuple[nn.Module, dict]:
     identity = _json({"original": card["identity"], "spec": task.spec.model_dump(mode="json")})
 
     def make():
-        result = unlearn(original, task, "retrain", seed=job.seed, recipe=recipe)
+        result = unlearn(original, task, "retrain", seed=job.seed, device=job.device, recipe=recipe)
         return result.model, {"run": result.log.to_dict()}
 
     return ModelCache(job.cache_dir).get_or_make("retrain", identity, make)
@@ -139,6 +142,7 @@ def train_lira_shadow(job: Job) -> np.ndarray:
             "shadows": k,
             "seed": job.seed,
             "index": job.shadow,
+            "code": code_version(),
         }
     )
     path = Path(job.cache_dir) / f"lira-shadow-{stable_hash(identity)}.npy"
@@ -152,7 +156,7 @@ def train_lira_shadow(job: Job) -> np.ndarray:
     pool = shadow_pool(split.train, split.test)
     template, _ = _original(job)  # only its architecture matters: the shadow is re-initialised
     members = shadow_members(len(pool), k, job.seed)
-    scores = train_shadow(template, pool, members, recipe, job.seed, job.shadow, "cpu")
+    scores = train_shadow(template, pool, members, recipe, job.seed, job.shadow, job.device)
 
     def write(tmp: Path) -> None:
         with tmp.open("wb") as fh:  # a file object: np.save would add ".npy" to a path
@@ -177,9 +181,9 @@ def _per_class_accuracy(outputs: torch.Tensor, y: torch.Tensor, num_classes: int
     return (hits / totals.clamp(min=1) * 100).masked_fill(totals == 0, float("nan")).tolist()
 
 
-def _loss_histogram(model: nn.Module, task: UnlearningTask, view: str) -> list[int]:
+def _loss_histogram(model: nn.Module, task: UnlearningTask, view: str, device: str) -> list[int]:
     data = getattr(task, view)
-    loss = per_example_loss(predict(model, data.X), data.y, task.kind).numpy()
+    loss = per_example_loss(predict(model, data.X, device=device), data.y, task.kind).numpy()
     clipped = np.clip(loss, LOSS_EDGES[0], LOSS_EDGES[-1])
     return np.histogram(clipped, LOSS_EDGES)[0].tolist()
 
@@ -190,27 +194,30 @@ def run_method(job: Job) -> dict:
     task = _task(job)
     original, _ = _original(job)
     retrained, retrain_card = _retrain(job)
+    original, retrained = original.to(job.device), retrained.to(job.device)
     entry = next(m for m in s.methods if m.key == job.method)
-    result = unlearn(original, task, entry.name, seed=job.seed, **entry.config)
+    result = unlearn(original, task, entry.name, seed=job.seed, device=job.device, **entry.config)
     models = {"original": original, "retrain": retrained, entry.key: result.model}
     logs = {"retrain": RunLog(**retrain_card["run"]), entry.key: result.log}
     options = metric_options(s)
     if s.uses_lira:
         k, recipe = lira_settings(options)
-        shadows = [train_lira_shadow(Job(s, job.cache_dir, job.seed, shadow=i)) for i in range(k)]
+        shadows = [train_lira_shadow(Job(s, job.cache_dir, job.seed, shadow=i, device=job.device)) for i in range(k)]
         remember_shadows(task, original, k, recipe, job.seed, np.stack(shadows))
-    report = evaluate(task, models, logs=logs, metrics=s.metrics, seed=job.seed, options=options)
+    report = evaluate(task, models, logs=logs, metrics=s.metrics, seed=job.seed, options=options, device=job.device)
     record = {
         "key": job.key,
         "scenario": job.scenario,
         "method": entry.key,
         "seed": job.seed,
         "report": report.to_dict(),
-        "loss_hist": {name: {v: _loss_histogram(m, task, v) for v in ("forget", "test")} for name, m in models.items()},
+        "loss_hist": {
+            name: {v: _loss_histogram(m, task, v, job.device) for v in ("forget", "test")} for name, m in models.items()
+        },
     }
     if task.kind == "classification":
         record["per_class_test_acc"] = {
-            name: _per_class_accuracy(predict(m, task.test.X), task.test.y, task.num_classes)
+            name: _per_class_accuracy(predict(m, task.test.X, device=job.device), task.test.y, task.num_classes)
             for name, m in models.items()
         }
     return record

@@ -78,7 +78,7 @@ def summarize(records: list[dict], suite: Suite) -> dict:
     return summary
 
 
-def build_results(suite: Suite, records: list[dict], executor: str) -> dict:
+def build_results(suite: Suite, records: list[dict], executor: str, device: str = "cpu") -> dict:
     directions: dict[str, str] = {}
     for rec in records:
         directions.update(rec["report"]["directions"])
@@ -88,6 +88,7 @@ def build_results(suite: Suite, records: list[dict], executor: str) -> dict:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": {"obliviate": _version(), "torch": torch.__version__, "python": platform.python_version()},
         "executor": executor,
+        "device": device,
         "loss_edges": LOSS_EDGES.tolist(),
         "directions": directions,
         "summary": summarize(records, suite),
@@ -103,15 +104,20 @@ def run_suite(
     cache_dir: str | Path | None = None,
     resume: bool = True,
     progress: bool = False,
+    device: str = "cpu",
 ) -> SuiteRun:
-    """Run ``suite`` into directory ``out`` (``results.json`` and ``jobs/``); see the module doc."""
+    """Run ``suite`` into directory ``out`` (``results.json`` and ``jobs/``) with every model on
+    ``device``; see the module doc."""
     executor = executor or SerialExecutor()
     out = Path(out)
     jobs_dir = out / "jobs"
     jobs_dir.mkdir(parents=True, exist_ok=True)
     cache = str(cache_dir or out / "cache")
     method_jobs = [
-        Job(suite, cache, seed, sc.name, m.key) for sc in suite.scenarios for m in suite.methods for seed in suite.seeds
+        Job(suite, cache, seed, sc.name, m.key, device=device)
+        for sc in suite.scenarios
+        for m in suite.methods
+        for seed in suite.seeds
     ]
     records: dict[str, dict] = {}
     if resume:
@@ -126,18 +132,18 @@ def run_suite(
     def save(_i: int, record: dict) -> None:
         atomic_write_text(jobs_dir / f"{record['key']}.json", json.dumps(record))
         records[record["key"]] = record
-        atomic_write_text(results_path, json.dumps(build_results(suite, list(records.values()), executor.name)))
+        atomic_write_text(results_path, json.dumps(build_results(suite, list(records.values()), executor.name, device)))
 
     if pending:
         seeds = sorted({j.seed for j in pending})
         pairs = sorted({(j.scenario, j.seed) for j in pending})
         phases = [
-            ("originals", train_original, [Job(suite, cache, s) for s in seeds], None),
-            ("retrained references", train_retrain, [Job(suite, cache, s, sc) for sc, s in pairs], None),
+            ("originals", train_original, [Job(suite, cache, s, device=device) for s in seeds], None),
+            ("retrained references", train_retrain, [Job(suite, cache, s, sc, device=device) for sc, s in pairs], None),
         ]
         if suite.uses_lira:
             k, _ = lira_settings(metric_options(suite))
-            shadows = [Job(suite, cache, s, shadow=i) for s in seeds for i in range(k)]
+            shadows = [Job(suite, cache, s, shadow=i, device=device) for s in seeds for i in range(k)]
             phases.append(("LiRA shadow models", train_lira_shadow, shadows, None))
         phases.append(("methods", run_method, pending, save))
         for label, fn, items, on_result in phases:
@@ -149,6 +155,6 @@ def run_suite(
                     bar.advance()
 
                 executor.map(fn, items, done)
-    results = build_results(suite, list(records.values()), executor.name)
+    results = build_results(suite, list(records.values()), executor.name, device)
     atomic_write_text(results_path, json.dumps(results, indent=1))
     return SuiteRun(results, results_path, len(pending), reused)

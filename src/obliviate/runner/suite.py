@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from obliviate.extras import need
 from obliviate.forget import ForgetSpec
-from obliviate.methods import REGISTRY, make_config
+from obliviate.methods import get_method, make_config
 from obliviate.metrics import METRICS
-from obliviate.models import ARCHITECTURES
+from obliviate.models import resolve_architecture
 from obliviate.training import TrainConfig
 
 RESERVED = ("original", "retrain")
@@ -35,9 +35,7 @@ class MethodEntry(BaseModel):
 
     @model_validator(mode="after")
     def _known(self) -> MethodEntry:
-        if self.name not in REGISTRY:
-            raise ValueError(f"unknown method {self.name!r}; registered: {', '.join(sorted(REGISTRY))}")
-        make_config(self.name, **self.config)
+        make_config(self.name, **self.config)  # an unknown name (after installed plugins) is an error
         return self
 
 
@@ -60,6 +58,7 @@ class Suite(BaseModel):
     target: str | None = None
     split_seed: int = 0
     architecture: str = "mlp"
+    """A registered architecture (plugins register their own) or a factory 'package.module:function'."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     recipe: TrainConfig = Field(default_factory=TrainConfig)
     scenarios: list[Scenario] = Field(min_length=1)
@@ -75,8 +74,10 @@ class Suite(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Suite:
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {self.architecture!r}; choose from {sorted(ARCHITECTURES)}")
+        try:
+            resolve_architecture(self.architecture)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
         keys = [m.key for m in self.methods]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
@@ -90,7 +91,7 @@ class Suite(BaseModel):
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be unique, got {self.seeds}")
         for m in self.methods:  # refuse now, not after the originals were trained
-            method = REGISTRY[m.name]
+            method = get_method(m.name)
             if self.kind not in method.kinds:
                 raise ValueError(f"method {m.key!r} serves {sorted(method.kinds)} tasks, not {self.kind}")
             for sc in self.scenarios:

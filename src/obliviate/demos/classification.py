@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from obliviate.data import load_data
@@ -33,6 +34,7 @@ def run_demo(
     seed: int = 0,
     progress: bool = False,
     model_kwargs: dict | None = None,
+    device: str | torch.device = "cpu",
 ) -> DemoResult:
     """Train the original, retrain the reference, run ``methods`` and evaluate them all.
 
@@ -45,12 +47,12 @@ def run_demo(
     original = build_model(
         architecture, split.train.input_shape, split.train.num_outputs, seed=seed, **(model_kwargs or {})
     )
-    trained = fit(original, split.train, recipe, progress=progress)
+    trained = fit(original, split.train, recipe, device=device, progress=progress)
     models: dict[str, nn.Module] = {"original": trained.model}
     logs: dict[str, RunLog] = {}
     for name in ("retrain", *methods):
         config = {"recipe": recipe} if name == "retrain" else {}
-        result = unlearn(trained.model, task, name, seed=seed, progress=progress, **config)
+        result = unlearn(trained.model, task, name, seed=seed, device=device, progress=progress, **config)
         models[name], logs[name] = result.model, result.log
-    report = evaluate(task, models, reference="retrain", logs=logs, seed=seed)
+    report = evaluate(task, models, reference="retrain", logs=logs, seed=seed, device=device)
     return DemoResult(report, models, trained.seconds)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
+
 from obliviate.data import load_data
-from obliviate.demo import DemoResult, run_demo
+from obliviate.demos.classification import DemoResult, run_demo
 from obliviate.forget import ForgetSpec
 from obliviate.models.forecasting import target_scale
 from obliviate.training import TrainConfig
@@ -43,7 +45,11 @@ REGRESSION_METHODS = ("finetune", "gradient_ascent", "gaussian_finetune", "blind
 
 
 def run_regression_demo(
-    task: str, methods: Sequence[str] | None = None, seed: int = 0, progress: bool = False
+    task: str,
+    methods: Sequence[str] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    device: str | torch.device = "cpu",
 ) -> DemoResult:
     """``run_demo`` with a task's preset: its data, forget request, recipe and target-scaled model."""
     if task not in PRESETS:
@@ -59,4 +65,5 @@ def run_regression_demo(
         seed=seed,
         progress=progress,
         model_kwargs={"base": preset.base, **scale, **preset.model_kwargs},
+        device=device,
     )
