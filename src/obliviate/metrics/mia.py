@@ -18,7 +18,8 @@ def softmax_entropy(logits: torch.Tensor) -> np.ndarray:
     return (-(logp.exp() * logp).sum(1)).numpy()
 
 
-def _attacker() -> object:
+def attack_model() -> object:
+    """The attacker of the 1-D MIAs: a class-balanced logistic regression on a standardised feature."""
     return make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
 
 
@@ -26,7 +27,7 @@ def entropy_attack(retain: np.ndarray, test: np.ndarray, forget: np.ndarray) -> 
     """Fit on retain (member) vs test (non-member) features; percent of forget called member."""
     X = np.concatenate([retain, test]).reshape(-1, 1)
     y = np.concatenate([np.ones(len(retain)), np.zeros(len(test))])
-    clf = _attacker().fit(X, y)
+    clf = attack_model().fit(X, y)
     return float(clf.predict(forget.reshape(-1, 1)).mean() * 100)
 
 
@@ -44,7 +45,7 @@ def separability_cv(forget: np.ndarray, test: np.ndarray, seed: int = 0, folds: 
     X = np.concatenate([f, t]).reshape(-1, 1)
     y = np.concatenate([np.ones(n), np.zeros(n)])
     cv = StratifiedKFold(n_splits=min(folds, n), shuffle=True, random_state=seed)
-    return float(cross_val_score(_attacker(), X, y, cv=cv).mean() * 100)
+    return float(cross_val_score(attack_model(), X, y, cv=cv).mean() * 100)
 
 
 @metric(
