@@ -42,9 +42,6 @@ from obliviate.training import per_example_loss
 
 Status = Literal["pass", "fail", "inconclusive", "skipped"]
 ENTROPY_FIT_ROWS = 2000
-ROW_SCENARIOS = frozenset({"random"})
-"""Row-level requests: held-out rows are all test rows. Every other scenario names a kind of row
-(a class, a range, a window) and is compared with the test rows of that kind."""
 
 
 class VerifyConfig(BaseModel):
@@ -61,7 +58,7 @@ class VerifyConfig(BaseModel):
     utility_drop: float = Field(5.0, gt=0, description="retained-class accuracy (points) the model may lose")
     utility_error_increase: float = Field(10.0, gt=0, description="regression: percent more retained error allowed")
     min_rows: int = Field(30, ge=2, description="fewer forget or held-out rows than this: inconclusive")
-    bootstrap: int = Field(200, ge=20, description="bootstrap resamples for each interval")
+    bootstrap: int = Field(200, ge=0, description="bootstrap resamples for each interval (0: no intervals)")
     confidence: float = Field(0.95, gt=0, lt=1)
 
 
@@ -147,7 +144,7 @@ class Verdict:
 
 def _interval(stat, samples: tuple[np.ndarray, ...], cfg: VerifyConfig, seed: int, paired: bool = False):
     """Percentile bootstrap interval of ``stat`` over resampled rows of each sample."""
-    if any(len(s) < 2 for s in samples):
+    if cfg.bootstrap == 0 or any(len(s) < 2 for s in samples):
         return float("nan"), float("nan")
     res = bootstrap(
         tuple(np.arange(len(s)) for s in samples),
@@ -186,12 +183,6 @@ def _judge(
     return Check(name, status, value, *ci, bound, what, severity)
 
 
-def _held_out(task: UnlearningTask, outputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-    if task.spec.scenario in ROW_SCENARIOS:
-        return outputs["test"], task.test.y
-    return outputs["forget_test"], task.forget_test.y
-
-
 def verdict_from_outputs(
     task: UnlearningTask,
     outputs: dict[str, Tensor],
@@ -203,7 +194,7 @@ def verdict_from_outputs(
     cfg = config or VerifyConfig()
     kind = task.kind
     f_out, f_y = outputs["forget"], task.forget.y
-    h_out, h_y = _held_out(task, outputs)
+    h_out, h_y = outputs[task.held_out_view], getattr(task, task.held_out_view).y
     n_f, n_h = len(f_y), len(h_y)
     enough = min(n_f, n_h) >= cfg.min_rows
     verdict = Verdict(task.spec.scenario, n_f, n_h)

@@ -62,10 +62,16 @@ def mia_entropy(ctx: MetricContext) -> float:
 @metric(
     "mia_loss_cv",
     direction="reference",
-    description="cross-validated accuracy of telling forget from test rows by loss (50 = indistinguishable)",
+    description="cross-validated accuracy (%) of telling forget rows from never-seen rows of the same kind by "
+    "loss; 50 = they look never seen, above 50 = told apart (remembered, or pushed out harder than unseen rows)",
 )
 def mia_loss_cv(ctx: MetricContext) -> float:
+    """Never-seen rows of the same kind are ``task.held_out_view``: the forgotten class's test rows for
+    class forgetting, all test rows for random rows. Against all test rows a model that forgot a class
+    would score near 100 (its forget rows have high loss, test rows of other classes low) and the
+    original near 50, which reads backwards."""
     kind = ctx.task.kind
+    view = ctx.task.held_out_view
     forget = per_example_loss(ctx.outputs["forget"], ctx.labels("forget"), kind).numpy()
-    test = per_example_loss(ctx.outputs["test"], ctx.labels("test"), kind).numpy()
-    return separability_cv(forget, test, seed=ctx.seed)
+    held_out = per_example_loss(ctx.outputs[view], ctx.labels(view), kind).numpy()
+    return separability_cv(forget, held_out, seed=ctx.seed)
