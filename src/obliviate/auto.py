@@ -39,9 +39,9 @@ SEARCH: dict[str, list[tuple[str, dict]]] = {
         ("finetune", {"epochs": 5}),
     ],
     "random": [
-        ("scrub", {}),
+        ("finetune", {"epochs": 1}),
         ("neggrad_plus", {}),
-        ("finetune", {"epochs": 2}),
+        ("scrub", {}),
         ("salun", {}),
         ("l1_sparse", {"epochs": 2}),
     ],

@@ -33,12 +33,11 @@ def report_table(report: Report, columns: list[str] | None = None) -> Table:
     columns = columns or [
         c for c in COLUMNS[report.task["kind"]] if any(c in r.metrics for r in report.models.values())
     ]
+    where = f"{report.task['dataset']} · {report.task['scenario']} forgetting"
     if report.reference:
-        title = (
-            f"{report.task['dataset']} · {report.task['scenario']} forgetting vs {report.reference} (gap in brackets)"
-        )
+        title = f"{where} vs {report.reference} (gap in brackets)"
     else:
-        title = f"{report.task['dataset']} · {report.task['scenario']} forgetting · no retrained model: verdict from never-seen rows"
+        title = f"{where} · no retrained model: verdict from never-seen rows"
     table = Table(title=title)
     table.add_column("model")
     for col in columns:

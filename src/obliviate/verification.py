@@ -172,6 +172,10 @@ def _auc(lower: np.ndarray, higher: np.ndarray):
     return stat
 
 
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else math.nan
+
+
 def _judge(
     name: str, value: float, ci: tuple[float, float], severity: float, bound: str, what: str, enough: bool
 ) -> Check:
@@ -233,7 +237,7 @@ def verdict_from_outputs(
                 _interval(gap, (cf, ch), cfg, seed),
                 abs(value) / cfg.accuracy_gap,
                 f"|gap| <= {cfg.accuracy_gap:g} points",
-                f"forget rows {cf.mean() if n_f else math.nan:.1f}% vs never-seen rows {ch.mean() if n_h else math.nan:.1f}%",
+                f"forget rows {_mean(cf):.1f}% vs never-seen rows {_mean(ch):.1f}%",
                 enough,
             )
         )
@@ -299,8 +303,7 @@ def _entropy_check(
         _interval(gap, (mf, mh), cfg, seed),
         abs(value) / cfg.mia_entropy_gap,
         f"|gap| <= {cfg.mia_entropy_gap:g} points",
-        f"entropy attack calls {mf.mean() if len(mf) else math.nan:.0f}% of forget rows members vs "
-        f"{mh.mean() if len(mh) else math.nan:.0f}% of never-seen rows",
+        f"entropy attack calls {_mean(mf):.0f}% of forget rows members vs {_mean(mh):.0f}% of never-seen rows",
         enough,
     )
 
@@ -326,8 +329,7 @@ def _utility(
             _interval(drop, (now,), cfg, seed),
             max(value, 0.0) / cfg.utility_drop,
             f"drop <= {cfg.utility_drop:g} points",
-            f"retained-class accuracy {now.mean() if len(y) else math.nan:.1f}% vs original "
-            f"{before.mean() if len(y) else math.nan:.1f}%",
+            f"retained-class accuracy {_mean(now):.1f}% vs original {_mean(before):.1f}%",
             len(y) >= cfg.min_rows,
         )
     now = per_example_loss(outputs["retain_test"], y, task.kind).numpy().astype(np.float64)
