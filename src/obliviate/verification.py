@@ -53,7 +53,7 @@ class VerifyConfig(BaseModel):
     mia_auc: float = Field(0.1, gt=0, le=0.5, description="allowed |AUC - 0.5| of forget vs held-out loss")
     accuracy_gap: float = Field(5.0, gt=0, description="allowed |accuracy(forget) - accuracy(held-out)|, points")
     mia_entropy_gap: float = Field(10.0, gt=0, description="allowed |member rate forget - held-out|, points")
-    class_accuracy: float = Field(10.0, ge=0, description="largest held-out accuracy (%) of a forgotten class")
+    class_accuracy: float = Field(10.0, gt=0, description="largest held-out accuracy (%) of a forgotten class")
     output_js: float = Field(0.05, gt=0, description="largest JS (nats) of mean outputs, forget vs held-out")
     utility_drop: float = Field(5.0, gt=0, description="retained-class accuracy (points) the model may lose")
     utility_error_increase: float = Field(10.0, gt=0, description="regression: percent more retained error allowed")
@@ -142,14 +142,14 @@ class Verdict:
         return self.table()
 
 
-def _interval(stat, samples: tuple[np.ndarray, ...], cfg: VerifyConfig, seed: int, paired: bool = False):
-    """Percentile bootstrap interval of ``stat`` over resampled rows of each sample."""
+def _interval(stat, samples: tuple[np.ndarray, ...], cfg: VerifyConfig, seed: int) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``stat`` over rows of each sample, resampled independently
+    (a statistic of one sample that reads two arrays at the same rows is a paired one)."""
     if cfg.bootstrap == 0 or any(len(s) < 2 for s in samples):
         return float("nan"), float("nan")
     res = bootstrap(
         tuple(np.arange(len(s)) for s in samples),
         lambda *idx, axis=-1: stat(*(i.astype(np.int64) for i in idx)),
-        paired=paired,
         vectorized=True,
         n_resamples=cfg.bootstrap,
         confidence_level=cfg.confidence,
@@ -249,7 +249,7 @@ def verdict_from_outputs(
                     "class_recognised",
                     value,
                     _interval(lambda j: ch[j].mean(-1), (ch,), cfg, seed),
-                    value / cfg.class_accuracy if cfg.class_accuracy else float(value > 0) * math.inf,
+                    value / cfg.class_accuracy,
                     f"<= {cfg.class_accuracy:g}% on held-out rows",
                     f"the forgotten class is recognised on {value:.1f}% of its never-seen rows",
                     n_h >= cfg.min_rows,

@@ -295,4 +295,12 @@ def methods() -> None:
             defaults,
             cls.summary(),
         )
+    table.add_row(
+        "auto",
+        "its candidates' needs + the verdict's views",
+        "classification,regression",
+        "all",
+        "budget=0.2, check_every=10",
+        "search methods and settings within a share of retraining time; stop on the verdict",
+    )
     console.print(table)
