@@ -38,7 +38,8 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         split = load_data(args.data, seed=seed)
         rec = recipe.model_copy(update={"seed": seed})
-        original = fit(build_model("cnn", split.train.input_shape, split.train.num_classes, seed=seed), split.train, rec)
+        net = build_model("cnn", split.train.input_shape, split.train.num_classes, seed=seed)
+        original = fit(net, split.train, rec)
         for scenario, make in SPECS.items():
             task = UnlearningTask.build(split, make(seed))
             ref = unlearn(original.model, task, "retrain", seed=seed, recipe=rec)
