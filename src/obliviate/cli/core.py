@@ -168,9 +168,10 @@ def forget(
     seed: int = typer.Option(0),
     device: str = DeviceOpt,
     budget: float = typer.Option(None, help="--method auto: time allowed, as a fraction of retraining [0.2]"),
+    force: bool = typer.Option(False, "--force", help="write the model even if it fails the utility check"),
 ) -> None:
     """Apply an unlearning method to a saved model, print the verdict, and save the result beside a
-    new card; a model that fails the utility check is refused (exit 2, nothing written).
+    new card; a model that fails the utility check is refused (exit 2, nothing written) unless --force.
 
     Rows the model forgot before (listed in its card) stay out of the retain set and out of a
     retrained reference; the new card lists every key and class forgotten so far.
@@ -199,7 +200,7 @@ def forget(
     verdict = verify(result.model, task, original=model.to(where), seed=seed, device=where)
     console.print(verdict.table(title=f"{method}: verdict {verdict.status.upper()} (score {verdict.score:.2f})"))
     utility = verdict.check("utility")
-    if utility is not None and utility.status == "fail":
+    if utility is not None and utility.status == "fail" and not force:
         raise ValueError(f"{method} broke the model, nothing written: utility check failed: {utility.reason}")
     new_card = {
         "data": card.get("data"),
