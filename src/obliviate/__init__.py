@@ -9,6 +9,7 @@ from obliviate.forget import DataAccessError, ForgetSpec, ForgetSpecError, Forgo
 from obliviate.methods import REGISTRY, RunLog, UnlearningResult, unlearn
 from obliviate.models import ActivationRecorder, build_model
 from obliviate.training import TrainConfig, fit
+from obliviate.verification import Verdict, VerifyConfig, verify
 
 __all__ = [
     "REGISTRY",
@@ -24,10 +25,13 @@ __all__ = [
     "TrainConfig",
     "UnlearningResult",
     "UnlearningTask",
+    "Verdict",
+    "VerifyConfig",
     "build_model",
     "evaluate",
     "fit",
     "load_data",
     "split_dataset",
     "unlearn",
+    "verify",
 ]
