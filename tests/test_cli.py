@@ -78,6 +78,7 @@ def test_forget_then_evaluate(trained_file, tmp_path, monkeypatch, capsys):
         str(report),
     )
     assert code == 0
+    assert "no retrained model" in stdout and "gap in brackets" not in stdout and "verdict ga:" in stdout
     metrics = json.loads(report.read_text())["models"]
     assert metrics["ga"]["metrics"]["forget_acc"] < metrics["original"]["metrics"]["forget_acc"]
 
@@ -136,3 +137,23 @@ def test_demo_writes_report(tmp_path, monkeypatch, capsys):
     report = json.loads(out.read_text())
     assert set(report["models"]) == {"original", "retrain", "finetune"}
     assert report["models"]["retrain"]["metrics"]["forget_acc"] < 5
+
+
+def test_forget_refuses_a_model_that_fails_the_utility_check(trained_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "broken.safetensors"
+    args = ["forget", "--model", str(trained_file), "--out", str(out), "--method", "ssd", "--classes", "3"]
+    code, stdout, err = run_cli(monkeypatch, capsys, *args, "--set", "alpha=1e-9", "--set", "dampening=1e-6")
+    assert code == 2 and "utility check failed" in err and "Traceback" not in err
+    assert "verdict FAIL" in stdout  # the verdict is printed before the refusal
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_forget_auto_prints_the_verdict_and_records_the_search(trained_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "auto.safetensors"
+    args = ["forget", "--model", str(trained_file), "--out", str(out), "--method", "auto", "--classes", "3"]
+    # the card's 5-epoch MLP trains in under a second; give the search a budget a loaded machine can meet
+    code, stdout, err = run_cli(monkeypatch, capsys, *args, "--budget", "1.0", "--set", "retrain_seconds=60")
+    assert code == 0, err
+    assert "verdict PASS" in stdout and "chose" in stdout
+    _, card = load_model(out)
+    assert card["run"]["method"] == "auto" and card["run"]["details"]["search"]

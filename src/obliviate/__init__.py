@@ -12,6 +12,7 @@ _HOMES = {
     "obliviate.methods": ("REGISTRY", "RunLog", "UnlearningResult", "unlearn"),
     "obliviate.models": ("ActivationRecorder", "build_model"),
     "obliviate.training": ("TrainConfig", "fit"),
+    "obliviate.verification": ("Verdict", "VerifyConfig", "verify"),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}
 

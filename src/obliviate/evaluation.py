@@ -17,6 +17,7 @@ from obliviate.forget import UnlearningTask
 from obliviate.methods import RunLog
 from obliviate.metrics import METRICS, VIEW_NAMES, MetricContext
 from obliviate.training import predict
+from obliviate.verification import VerifyConfig, verdict_from_outputs
 
 AVG_GAP_METRICS = ("forget_acc", "retain_acc", "test_acc", "mia_entropy")
 """DESIGN section 5: Avg Gap is the mean gap over these (percent points)."""
@@ -40,6 +41,9 @@ class Report:
     reference: str | None
     models: dict[str, ModelResult]
     directions: dict[str, str]
+    verdicts: dict[str, dict] = field(default_factory=dict)
+    """Per model, the reference-free verdict (``Verdict.to_dict()``): what a user without a
+    retrained model can know."""
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     versions: dict = field(
         default_factory=lambda: {
@@ -104,21 +108,29 @@ def evaluate(
     task: UnlearningTask,
     models: dict[str, nn.Module],
     *,
-    reference: str | None = "retrain",
+    reference: str | None = None,
     original: str | None = "original",
     logs: dict[str, RunLog] | None = None,
     metrics: list[str] | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     options: dict[str, dict] | None = None,
+    verify: VerifyConfig | None = None,
 ) -> Report:
     """Evaluate ``models`` on ``task``; gaps and speed-ups are taken against ``reference``.
+
+    ``reference`` names the retrained model; by default the model named ``retrain`` if there is
+    one, else none: then no gaps are computed and the reference-free verdicts
+    (``obliviate.verify``, thresholds from ``verify``) are what the report offers. Verdicts are
+    attached for every model in either case, against ``original`` when it is among the models.
 
     ``metrics`` names the metrics to compute (default: every default metric that applies to
     the task kind). ``logs`` (from ``unlearn``) supply wall time and steps; the speed-up is
     the reference's time divided by each model's, so both must come from the same run.
     ``options`` passes settings to metrics by name (e.g. ``{"lira": {"shadow_models": 16}}``).
     """
+    if reference is None and "retrain" in models:
+        reference = "retrain"
     if reference is not None and reference not in models:
         raise KeyError(f"reference {reference!r} is not among the models {list(models)}")
     names = metrics if metrics is not None else [n for n, m in METRICS.items() if m.default]
@@ -165,6 +177,10 @@ def evaluate(
             res.avg_gap = sum(parts) / len(parts) if parts else None
             if ref.seconds and res.seconds:
                 res.speedup = ref.seconds / res.seconds
+    verdicts = {
+        name: verdict_from_outputs(task, out, outputs.get(original) if original else None, verify, seed).to_dict()
+        for name, out in outputs.items()
+    }
     task_info = {
         "dataset": task.train.name,
         "kind": task.kind,
@@ -174,4 +190,4 @@ def evaluate(
         "previously_forgotten": task.prior.model_dump(),
         "sizes": {v: len(getattr(task, v)) for v in VIEW_NAMES},
     }
-    return Report(task_info, reference, results, directions)
+    return Report(task_info, reference, results, directions, verdicts)

@@ -315,6 +315,12 @@ class UnlearningTask:
         return self.split.test.subset(self.retain_test_idx)
 
     @property
+    def held_out_view(self) -> str:
+        """The view of never-seen rows to compare forget rows with: the test rows of the same kind
+        (``forget_test``) when the request names a class, range, window or series, else all test rows."""
+        return "test" if self.spec.scenario == "random" else "forget_test"
+
+    @property
     def kind(self) -> str:
         return self.split.train.kind
 

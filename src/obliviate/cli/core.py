@@ -63,13 +63,15 @@ def demo(
     names = [m for m in methods.split(",") if m] if methods else None
     if task == "classification":
         spec = ForgetSpec(classes=[forget_class])
-        default = ["finetune", "gradient_ascent"]
+        default = ["auto", "bad_teacher"]
         result = run_demo(data, model, spec, names or default, seed=seed, progress=True, device=where)
     else:
         from obliviate.demos import run_regression_demo
 
         result = run_regression_demo(task, names, seed=seed, progress=True, device=where)
     console.print(report_table(result.report))
+    for note in getattr(result, "notes", []):
+        console.print(note)
     result.report.save(out)
     console.print(
         f"original trained in {result.train_seconds:.1f}s · total {time.perf_counter() - start:.1f}s · "
@@ -174,8 +176,11 @@ def forget(
     option: list[str] = typer.Option(None, "--set", help="method config override key=value"),
     seed: int = typer.Option(0),
     device: str = DeviceOpt,
+    budget: float = typer.Option(None, help="--method auto: time allowed, as a fraction of retraining [0.2]"),
+    force: bool = typer.Option(False, "--force", help="write the model even if it fails the utility check"),
 ) -> None:
-    """Apply an unlearning method to a saved model and save the result beside a new card.
+    """Apply an unlearning method to a saved model, print the verdict, and save the result beside a
+    new card; a model that fails the utility check is refused (exit 2, nothing written) unless --force.
 
     Rows the model forgot before (listed in its card) stay out of the retain set and out of a
     retrained reference; the new card lists every key and class forgotten so far.
@@ -183,6 +188,7 @@ def forget(
     from obliviate.checkpoint import check_output, load_model, save_model
     from obliviate.forget import UnlearningTask
     from obliviate.methods import unlearn
+    from obliviate.verification import verify
 
     check_output(out, model_file)
     forget_spec = build_spec(
@@ -193,9 +199,22 @@ def forget(
     forget_spec = file_rows(forget_spec, split)
     task = UnlearningTask.build(split, forget_spec, prior=_forgotten(card))
     config = parse_values(option)
-    if method == "retrain" and "recipe" not in config and "recipe" in card:
+    if method in ("retrain", "auto") and "recipe" not in config and "recipe" in card:
         config["recipe"] = card["recipe"]
-    result = unlearn(model, task, method, seed=seed, device=resolve_device(device), progress=True, **config)
+    if method == "auto":
+        if budget is not None:
+            config["budget"] = budget
+        if "retrain_seconds" not in config and card.get("train_seconds"):
+            config["retrain_seconds"] = card["train_seconds"] * len(task.retain) / len(task.train)
+    elif budget is not None:
+        raise ValueError("--budget applies to --method auto only")
+    where = resolve_device(device)
+    result = unlearn(model, task, method, seed=seed, device=where, progress=True, **config)
+    verdict = verify(result.model, task, original=model.to(where), seed=seed, device=where)
+    console.print(verdict.table(title=f"{method}: verdict {verdict.status.upper()} (score {verdict.score:.2f})"))
+    utility = verdict.check("utility")
+    if utility is not None and utility.status == "fail" and not force:
+        raise ValueError(f"{method} broke the model, nothing written: utility check failed: {utility.reason}")
     new_card = {
         "data": card.get("data"),
         "recipe": card.get("recipe"),
@@ -208,16 +227,18 @@ def forget(
     save_model(out, result.model, new_card)
     keys = _plural(len(task.forget_keys), "key")
     earlier = f"; {len(task.prior_idx)} rows forgotten before kept out" if len(task.prior_idx) else ""
+    chosen = f" (chose {result.log.details['chosen']['method']})" if method == "auto" else ""
     console.print(
-        f"{method}: forgot {len(task.forget)} rows ({keys}) in {result.log.seconds:.2f}s "
-        f"({result.log.steps} steps){earlier} -> {out}"
+        f"{method}{chosen}: forgot {len(task.forget)} rows ({keys}) in {result.log.seconds:.2f}s "
+        f"({result.log.steps} steps){earlier}; verdict {verdict.status}: {verdict.reason} -> {out}"
     )
 
 
 @app.command("evaluate")
 def evaluate_cmd(
     model: list[str] = typer.Option(..., "--model", help="NAME=PATH, repeat for each model"),
-    reference: str = typer.Option(None, help="name of the retrained reference among --model"),
+    reference: str = typer.Option(None, help="name of the retrained reference among --model (default: none)"),
+    original: str = typer.Option("original", help="name of the model before unlearning, for the utility check"),
     data: str = typer.Option(None, help="data source (default: the first model's card)"),
     target: str = TargetOpt,
     key: str = KeyOpt,
@@ -266,8 +287,12 @@ def evaluate_cmd(
             logs[name] = RunLog(**card["run"])
     where = resolve_device(device)
     models = {name: m.to(where) for name, m in models.items()}
-    report = evaluate(task, models, reference=reference, original=None, logs=logs, device=where)
+    if original not in models:
+        original = None
+    report = evaluate(task, models, reference=reference, original=original, logs=logs, device=where)
     console.print(report_table(report))
+    for name, verdict in report.verdicts.items():
+        console.print(f"verdict {name}: {verdict['status']} (score {verdict['score']:.2f}) · {verdict['reason']}")
     report.save(out)
     console.print(f"report written to {out}")
 
@@ -290,4 +315,12 @@ def methods() -> None:
             defaults,
             cls.summary(),
         )
+    table.add_row(
+        "auto",
+        "its candidates' needs + the verdict's views",
+        "classification,regression",
+        "all",
+        "budget=0.2, check_every=10",
+        "search methods and settings within a share of retraining time; stop on the verdict",
+    )
     console.print(table)

@@ -42,6 +42,10 @@ class RunContext:
     progress: bool = False
     steps: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    watch: Callable[[nn.Module, int], bool] | None = None
+    """Called after every optimisation step with the model and the step count; True ends the run
+    (``auto`` stops a candidate once its verdict passes or the budget is spent)."""
+    stopped: bool = False
 
     def optimize(
         self,
@@ -58,8 +62,11 @@ class RunContext:
         """Shuffled mini-batch loop over ``n`` in-memory rows; ``loss_on_batch(idx)`` gives the loss.
 
         Counts optimisation steps, ends early after ``max_steps`` or once ``stop()`` is true
-        (checked after each step), and refuses to continue once the loss is not finite.
+        (checked after each step), and refuses to continue once the loss is not finite. Once
+        ``watch`` has ended the run, later loops of the same run (a method's next phase) do nothing.
         """
+        if self.stopped:
+            return
         model.train()
         with Progress(description, total=epochs * -(-n // batch_size), enabled=self.progress) as bar:
             for epoch in range(epochs):
@@ -73,6 +80,9 @@ class RunContext:
                     self.steps += 1
                     bar.advance()
                     if (max_steps is not None and self.steps >= max_steps) or (stop is not None and stop()):
+                        return
+                    if self.watch is not None and self.watch(model, self.steps):
+                        self.stopped = True
                         return
                 bar.note(loss=round(loss.item(), 4))
 
@@ -196,21 +206,28 @@ def unlearn(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    watch: Callable[[nn.Module, int], bool] | None = None,
     **config: Any,
 ) -> UnlearningResult:
     """Apply ``method`` to a copy of ``model`` so that it forgets ``task``'s forget set.
 
     The model passed in is never modified. ``config`` overrides the method's defaults
     (see ``obliviate methods``). Returns the new model and a ``RunLog`` with wall time
-    and optimisation steps.
+    and optimisation steps. ``method="auto"`` searches methods and settings within a time
+    budget and stops on the reference-free verdict (``obliviate.auto``). ``watch(model, steps)``,
+    called after every optimisation step, ends the run early when it returns True.
     """
+    if method == "auto":
+        from obliviate.auto import auto_unlearn  # auto runs methods through this function
+
+        return auto_unlearn(model, task, seed=seed, device=device, progress=progress, **config)
     cls = get_method(method)
     cfg = make_config(method, **config)
     cls.check(task)
     device = torch.device(device)
     check_model_fits(model, task, torch.device("cpu") if next(model.parameters()).device.type == "cpu" else device)
     working = copy.deepcopy(model).to(device)
-    ctx = RunContext(device=device, seed=seed, generator=seed_everything(seed), progress=progress)
+    ctx = RunContext(device=device, seed=seed, generator=seed_everything(seed), progress=progress, watch=watch)
     start = time.perf_counter()
     result = cls(cfg).run(working, task.view(cls.needs), ctx)
     seconds = time.perf_counter() - start

@@ -18,7 +18,8 @@ def softmax_entropy(logits: torch.Tensor) -> np.ndarray:
     return (-(logp.exp() * logp).sum(1)).numpy()
 
 
-def _attacker() -> object:
+def attack_model() -> object:
+    """The attacker of the 1-D MIAs: a class-balanced logistic regression on a standardised feature."""
     return make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
 
 
@@ -26,7 +27,7 @@ def entropy_attack(retain: np.ndarray, test: np.ndarray, forget: np.ndarray) -> 
     """Fit on retain (member) vs test (non-member) features; percent of forget called member."""
     X = np.concatenate([retain, test]).reshape(-1, 1)
     y = np.concatenate([np.ones(len(retain)), np.zeros(len(test))])
-    clf = _attacker().fit(X, y)
+    clf = attack_model().fit(X, y)
     return float(clf.predict(forget.reshape(-1, 1)).mean() * 100)
 
 
@@ -44,7 +45,7 @@ def separability_cv(forget: np.ndarray, test: np.ndarray, seed: int = 0, folds: 
     X = np.concatenate([f, t]).reshape(-1, 1)
     y = np.concatenate([np.ones(n), np.zeros(n)])
     cv = StratifiedKFold(n_splits=min(folds, n), shuffle=True, random_state=seed)
-    return float(cross_val_score(_attacker(), X, y, cv=cv).mean() * 100)
+    return float(cross_val_score(attack_model(), X, y, cv=cv).mean() * 100)
 
 
 @metric(
@@ -61,10 +62,16 @@ def mia_entropy(ctx: MetricContext) -> float:
 @metric(
     "mia_loss_cv",
     direction="reference",
-    description="cross-validated accuracy of telling forget from test rows by loss (50 = indistinguishable)",
+    description="cross-validated accuracy (%) of telling forget rows from never-seen rows of the same kind by "
+    "loss; 50 = they look never seen, above 50 = told apart (remembered, or pushed out harder than unseen rows)",
 )
 def mia_loss_cv(ctx: MetricContext) -> float:
+    """Never-seen rows of the same kind are ``task.held_out_view``: the forgotten class's test rows for
+    class forgetting, all test rows for random rows. Against all test rows a model that forgot a class
+    would score near 100 (its forget rows have high loss, test rows of other classes low) and the
+    original near 50, which reads backwards."""
     kind = ctx.task.kind
+    view = ctx.task.held_out_view
     forget = per_example_loss(ctx.outputs["forget"], ctx.labels("forget"), kind).numpy()
-    test = per_example_loss(ctx.outputs["test"], ctx.labels("test"), kind).numpy()
-    return separability_cv(forget, test, seed=ctx.seed)
+    held_out = per_example_loss(ctx.outputs[view], ctx.labels(view), kind).numpy()
+    return separability_cv(forget, held_out, seed=ctx.seed)

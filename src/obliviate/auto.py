@@ -1,0 +1,179 @@
+"""``method="auto"``: try methods and settings within a time budget, stop on the verdict.
+
+A user without a retrained model cannot tune a method, but the reference-free verdict
+(``obliviate.verify``) can. ``auto`` runs candidate (method, settings) pairs in order, cheapest
+and most often right first (the order comes from the calibration runs on digits and MNIST-5k);
+during each run it checks the verdict every ``check_every`` steps and ends the run the moment
+it passes, and it ends every run once the budget (a fraction of the estimated retraining time,
+or a number of steps) is spent. It returns the first passing model; if none passes it returns
+nothing and says why, candidate by candidate.
+
+Data access: every candidate runs through ``unlearn`` and sees only the views its own method
+declares. ``auto`` itself declares the union of its candidates' needs plus the views the verdict
+compares (forget rows, test rows); that union is recorded in the run log.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import Field, ValidationError
+from torch import nn
+
+from obliviate.evaluation import model_outputs
+from obliviate.forget import UnlearningTask
+from obliviate.methods.base import MethodConfig, MethodError, RunLog, UnlearningResult, get_method, unlearn
+from obliviate.models import fresh_copy
+from obliviate.training import TrainConfig, batches, make_optimizer, seed_everything, task_loss
+from obliviate.verification import VerifyConfig, verdict_from_outputs
+
+SEARCH: dict[str, list[tuple[str, dict]]] = {
+    "class": [
+        ("bad_teacher", {}),
+        ("ssd", {}),
+        ("neggrad_plus", {}),
+        ("amnesiac", {}),
+        ("salun", {}),
+        ("scrub", {"epochs": 2}),
+        ("finetune", {"epochs": 5}),
+    ],
+    "random": [
+        ("finetune", {"epochs": 1}),
+        ("neggrad_plus", {}),
+        ("scrub", {}),
+        ("salun", {}),
+        ("l1_sparse", {"epochs": 2}),
+    ],
+}
+"""Candidates per scenario, in the order tried. Other scenarios use the ``random`` list."""
+VERDICT_VIEWS = frozenset({"forget", "retain", "test", "forget_test"})
+"""What the verdict reads: forget rows, held-out rows, and retain rows for the entropy attacker."""
+
+
+class AutoError(MethodError):
+    """No candidate passed the verdict within the budget; ``search`` holds every attempt."""
+
+    def __init__(self, message: str, search: list[dict]):
+        super().__init__(message)
+        self.search = search
+
+
+class AutoConfig(MethodConfig):
+    budget: float = Field(0.2, gt=0, le=1, description="time allowed, as a fraction of the retraining time")
+    retrain_seconds: float | None = Field(
+        None, gt=0, description="retraining time (e.g. from the model card); None: timed from a few training steps"
+    )
+    recipe: TrainConfig = Field(default_factory=TrainConfig, description="the training recipe, for the estimate")
+    candidates: list[str] | None = Field(None, description="method names to try with default settings")
+    max_steps: int | None = Field(None, ge=1, description="optimisation steps allowed over all candidates")
+    check_every: int = Field(10, ge=1, description="steps between verdict checks within a run")
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+
+
+def candidates(task: UnlearningTask, names: list[str] | None) -> list[tuple[str, dict]]:
+    """The (method, settings) pairs ``auto`` tries on ``task``, dropping methods that cannot serve it."""
+    pairs = [(n, {}) for n in names] if names else SEARCH.get(task.spec.scenario, SEARCH["random"])
+    out = []
+    for name, settings in pairs:
+        cls = get_method(name)
+        if task.kind in cls.kinds and task.spec.scenario in cls.scenarios:
+            out.append((name, settings))
+    if not out:
+        raise MethodError(f"auto: no candidate method serves {task.kind} {task.spec.scenario} forgetting")
+    return out
+
+
+def declared_needs(pairs: list[tuple[str, dict]]) -> frozenset[str]:
+    """The union auto may read: its candidates' needs and the verdict's views."""
+    return frozenset().union(*(get_method(n).needs for n, _ in pairs)) | VERDICT_VIEWS
+
+
+def estimate_retrain_seconds(model: nn.Module, task: UnlearningTask, recipe: TrainConfig, device) -> float:
+    """Seconds to retrain on the retain rows with ``recipe``, from timing a few steps of a fresh copy."""
+    net = fresh_copy(model).to(device)
+    retain = task.retain
+    gen = seed_everything(recipe.seed)
+    opt = make_optimizer(net.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
+    loss_fn = task_loss(retain.kind, recipe.loss)
+    per_epoch = -(-len(retain) // recipe.batch_size)
+    timed = min(10, per_epoch)
+    net.train()
+    start = time.perf_counter()
+    for i, idx in enumerate(batches(len(retain), recipe.batch_size, gen)):
+        if i == timed:
+            break
+        loss = loss_fn(net(retain.X[idx].to(device)), retain.y[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - start) / timed * per_epoch * recipe.epochs
+
+
+def auto_unlearn(
+    model: nn.Module, task: UnlearningTask, *, seed: int = 0, device="cpu", progress: bool = False, **config: Any
+) -> UnlearningResult:
+    """Search candidates within the budget; return the first model whose verdict passes."""
+    try:
+        cfg = AutoConfig(**config)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise MethodError(f"bad config for 'auto': {problems}") from None
+    pairs = candidates(task, cfg.candidates)
+    start = time.perf_counter()
+    estimated = cfg.retrain_seconds is None
+    retrain_seconds = cfg.retrain_seconds or estimate_retrain_seconds(model, task, cfg.recipe, device)
+    deadline = start + cfg.budget * retrain_seconds
+    quick = cfg.verify.model_copy(update={"bootstrap": 0})
+    before = model_outputs(model, task, device)
+    search: list[dict] = []
+    steps = 0
+    chosen = None
+    for name, settings in pairs:
+        spent = (cfg.max_steps is not None and steps >= cfg.max_steps) or time.perf_counter() >= deadline
+        if spent:
+            search.append({"method": name, "config": settings, "skipped": "budget spent"})
+            continue
+        step_limit = None if cfg.max_steps is None else cfg.max_steps - steps
+
+        def watch(m: nn.Module, n: int, step_limit=step_limit) -> bool:
+            if (step_limit is not None and n >= step_limit) or time.perf_counter() >= deadline:
+                return True
+            return (
+                n % cfg.check_every == 0
+                and verdict_from_outputs(task, model_outputs(m, task, device), before, quick, seed).passed
+            )
+
+        result = unlearn(model, task, name, seed=seed, device=device, progress=progress, watch=watch, **settings)
+        steps += result.log.steps
+        verdict = verdict_from_outputs(task, model_outputs(result.model, task, device), before, cfg.verify, seed)
+        search.append(
+            {
+                "method": name,
+                "config": settings,
+                "steps": result.log.steps,
+                "seconds": round(result.log.seconds, 3),
+                "status": verdict.status,
+                "score": verdict.score,
+                "reason": verdict.reason,
+            }
+        )
+        if verdict.passed:
+            chosen = (result, verdict)
+            break
+    seconds = time.perf_counter() - start
+    budget_text = f"{cfg.budget:g} x {'estimated ' if estimated else ''}retraining time {retrain_seconds:.1f}s"
+    if chosen is None:
+        tried = "; ".join(f"{s['method']}: {s.get('reason') or s.get('skipped')}" for s in search)
+        raise AutoError(f"auto: no candidate passed the verdict within {budget_text} ({tried})", search)
+    result, verdict = chosen
+    details = {
+        "chosen": {"method": result.log.method, "config": result.log.config},
+        "verdict": verdict.to_dict(),
+        "search": search,
+        "budget_seconds": cfg.budget * retrain_seconds,
+        "retrain_seconds": retrain_seconds,
+        "retrain_seconds_estimated": estimated,
+    }
+    log = RunLog("auto", cfg.model_dump(mode="json"), seconds, steps, seed, sorted(declared_needs(pairs)), details)
+    return UnlearningResult(result.model, log)
