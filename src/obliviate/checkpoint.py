@@ -150,7 +150,7 @@ def _build(where: str | Path, card: dict) -> nn.Module:
         raise CheckpointError(f"{where}: {exc}") from None
     except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
         reason = str(exc).strip("'")
-        raise CheckpointError(f"{where}: the card's architecture cannot be rebuilt ({reason})") from None
+        raise CheckpointError(f"{where}: cannot rebuild the model from the card's architecture ({reason})") from None
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict]:
