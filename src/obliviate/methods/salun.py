@@ -27,6 +27,9 @@ class SalunConfig(MethodConfig):
     optimizer: Literal["sgd", "adam"] = "adam"
     batch_size: int = Field(32, ge=1)
     retain_weight: float = Field(1.0, ge=0)
+    retain_ratio: float | None = Field(
+        None, gt=0, description="retain rows rehearsed per forget row; None: 1 for whole classes, else 3"
+    )
 
 
 def saliency_masks(grads: dict[str, Tensor], fraction: float) -> dict[str, Tensor]:
@@ -71,6 +74,7 @@ class Salun(Method):
                 batch_size=cfg.batch_size,
                 optimizer=cfg.optimizer,
                 retain_weight=cfg.retain_weight,
+                retain_ratio=cfg.retain_ratio or (1.0 if data.scenario == "class" else 3.0),
                 description="salun",
             )
         finally:

@@ -25,7 +25,8 @@ class UnsirConfig(MethodConfig):
     noise_steps: int = Field(20, ge=1, description="Adam steps of the noise search")
     noise_lr: float = Field(0.1, gt=0)
     noise_l2: float = Field(0.1, ge=0, description="weight of the mean squared norm of the noise")
-    retain_per_class: int = Field(50, ge=1, description="retained rows sampled per retained class")
+    clamp_noise: bool = Field(True, description="keep noise values within the range of the retained inputs")
+    retain_per_class: int | None = Field(None, ge=1, description="retained rows sampled per class; None: all")
     impair_lr: float = Field(1e-2, gt=0)
     repair_lr: float = Field(2e-3, gt=0)
     impair_epochs: int = Field(1, ge=1)
@@ -61,6 +62,10 @@ class Unsir(Method):
         if not data.forget_classes:
             raise MethodError("unsir forgets whole classes; the task names none")
         labels = torch.tensor(data.forget_classes).repeat_interleave(cfg.noise_per_class)
+        retain = data.retain
+        if cfg.retain_per_class is not None:
+            retain = sample_per_class(retain, cfg.retain_per_class, ctx.generator)
+        Xr, yr = retain.X.to(ctx.device), retain.y.to(ctx.device)
         noise = learn_noise(
             model,
             labels,
@@ -69,11 +74,12 @@ class Unsir(Method):
             steps=cfg.noise_steps,
             lr=cfg.noise_lr,
             l2=cfg.noise_l2,
+            bounds=(float(Xr.min()), float(Xr.max())) if cfg.clamp_noise else None,
             generator=ctx.generator,
             device=ctx.device,
         )
-        sample = sample_per_class(data.retain, cfg.retain_per_class, ctx.generator)
-        Xr, yr = sample.X.to(ctx.device), sample.y.to(ctx.device)
+        norms = (noise.flatten(1).norm(dim=1).mean(), Xr.flatten(1).norm(dim=1).mean())
+        ctx.details.update(noise_row_norm=float(norms[0]), retain_row_norm=float(norms[1]), retain_rows=len(Xr))
         X = torch.cat([noise, Xr])
         y = torch.cat([labels.to(ctx.device), yr])
 
