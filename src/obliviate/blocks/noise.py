@@ -29,10 +29,11 @@ def learn_noise(
     error-minimising noise. The model's weights and BatchNorm statistics are left untouched:
     only the noise receives gradients, and BatchNorm runs on its running statistics.
 
-    ``bounds`` (lo, hi) clamps every noise value after each step, keeping the noise in the range
-    of real inputs. Without it the search escapes that range: against BatchNorm on running
-    statistics the loss keeps growing with the input's scale, so the noise learns to be large
-    rather than unlike its class (row norms ~49 against ~9 for real MNIST digits).
+    ``bounds`` (lo, hi) clamps every noise value after each step (a projection), keeping the
+    noise in the range of real inputs. Without it the search escapes that range: BatchNorm on
+    running statistics does not rescale a large input, so the loss grows with the input's
+    scale and the noise learns to be large rather than unlike its class (UNSIR's defaults on
+    MNIST-5k: row norms 26-30 free, 15-18 clamped to [0, 1], 9.2 for real digits).
     """
     labels = labels.to(device)
     noise = torch.randn((len(labels), *input_shape), generator=generator).to(device)
