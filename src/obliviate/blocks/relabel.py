@@ -42,13 +42,14 @@ def random_label_training(
     batch_size: int,
     optimizer: str = "sgd",
     retain_weight: float = 1.0,
+    retain_ratio: float = 1.0,
     description: str = "random labels",
 ) -> None:
     """Epochs over the forget rows: each forget batch gets fresh random wrong labels and is
-    paired with an equally large random batch of retain rows that keep their labels.
+    paired with a random batch of ``retain_ratio`` times as many retain rows that keep their labels.
 
     Loss = CE(forget, wrong labels) + ``retain_weight`` * CE(retain, labels). The cost scales
-    with the forget set, not the retain set.
+    with the forget set (times 1 + ``retain_ratio``), not with the retain set.
     """
     num_classes = retain.num_classes
     Xf, yf = forget.X.to(ctx.device), forget.y.to(ctx.device)
@@ -57,7 +58,8 @@ def random_label_training(
 
     def loss(idx: Tensor) -> Tensor:
         wrong = random_wrong_labels(yf[idx], num_classes, ctx.generator)
-        ridx = torch.randint(0, len(Xr), (len(idx),), generator=ctx.generator).to(ctx.device)
+        rows = max(1, round(len(idx) * retain_ratio))
+        ridx = torch.randint(0, len(Xr), (rows,), generator=ctx.generator).to(ctx.device)
         return F.cross_entropy(model(Xf[idx]), wrong) + retain_weight * F.cross_entropy(model(Xr[ridx]), yr[ridx])
 
     ctx.optimize(model, opt, len(Xf), batch_size, epochs, loss, description)

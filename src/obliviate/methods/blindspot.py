@@ -31,7 +31,16 @@ class BlindspotConfig(MethodConfig):
     MAE lands near the retrained model's on Wage (ages 18-30) and elecdemand (a 5-day window).
     A longer proxy trades speed for fidelity unevenly: 10 proxy epochs halve W1 to retrain on
     elecdemand (0.17 -> 0.09) but cut the speed-up from about 4.6x to 1.4x, and make Wage worse
-    (W1 1.5 -> 2.8), so the paper's 2 epochs stay the default."""
+    (W1 1.5 -> 2.8), so the paper's 2 epochs stay the default.
+
+    Deviation from the reference code, the attention distance: ours is the L2 norm, per forget
+    row, of the difference between the student's and the proxy's normalised attention maps
+    (mean over rows, summed over layers), and flat features keep one map value per unit. The
+    reference takes the mean squared difference of maps that average over dimension 1; on
+    the flat (B, H) features of an MLP that average leaves one value per row, which the
+    normalisation sets to 1, so the reference's distance is identically zero there (issue 11's
+    port) and beta does nothing. The norm (not its square) also keeps the gradient from
+    vanishing as the maps approach the proxy's."""
 
     proxy_epochs: int = Field(2, ge=1, description="epochs of proxy training on the retain rows")
     proxy_lr: float = Field(1e-3, gt=0)

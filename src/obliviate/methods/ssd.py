@@ -6,22 +6,54 @@ import warnings
 
 import torch
 from pydantic import Field
-from torch import nn
+from torch import Tensor, nn
 
 from obliviate.blocks.importance import gradient_statistics
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.training import task_loss
 
+MIN_LOSS_RISE = 0.01
+"""Relative rise of the mean forget loss below which dampening is said to have left Df untouched."""
+
 
 class SsdConfig(MethodConfig):
-    """Paper: alpha (selection) 10, lambda (dampening) 1. On digits alpha 10 selects too many
-    weights and takes retained accuracy to 18-47%; alpha 50 forgets the class and keeps
-    retained accuracy at ~100%, so the default is 50 (lambda stays 1)."""
+    """Paper: alpha (selection) 10, lambda (dampening) 1, one fixed alpha for every model.
 
-    alpha: float = Field(50.0, gt=0, description="select weights alpha times more important to Df than to D")
+    A fixed alpha does not transfer. The importance on all data includes the forget rows, so
+    the ratio I_Df / I_D of a class that is a tenth of the data is bounded by roughly ten: on
+    MNIST-5k the largest ratio of any weight is 6-8 and the paper's alpha 10 (or 50) selects
+    nothing, returning the model unchanged. On digits the largest ratio is ~300, alpha 10
+    takes retained accuracy to 18-47% and alpha 50 works. So by default alpha is read off the
+    measured ratios: the ``selection_quantile`` quantile of I_Df / I_D over all weights (at
+    least 1), i.e. the top 1 - q share of weights by ratio is dampened. q = 0.99 was chosen on
+    digits and MNIST-5k class forgetting (see docs/methods_classification.md). A given
+    ``alpha`` is used as is."""
+
+    alpha: float | None = Field(None, gt=0, description="select weights alpha times more important to Df; None: auto")
+    selection_quantile: float = Field(
+        0.99, gt=0, lt=1, description="with alpha None: alpha = this quantile of the Df/D importance ratios"
+    )
     dampening: float = Field(1.0, gt=0, description="lambda: scale selected weights by lambda * I_D / I_Df (max 1)")
     batch_size: int = Field(64, ge=1, description="mini-batch size of the importance estimate")
+
+
+def ratio_quantile(ratios: list[Tensor], q: float) -> float:
+    """The ``q`` quantile of all ratios (numpy's "lower" method: an observed value); ``kthvalue``
+    has no size limit, unlike ``torch.quantile``."""
+    flat = torch.cat([r.flatten() for r in ratios]).float()
+    return float(flat.kthvalue(int(q * (len(flat) - 1)) + 1).values)
+
+
+@torch.no_grad()
+def forget_fit(model: nn.Module, X: Tensor, y: Tensor, kind: str) -> tuple[float, float | None]:
+    """Mean loss on the forget rows, and accuracy (percent) for classification, in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(X[i : i + 1024]) for i in range(0, len(X), 1024)])
+    model.train(was_training)
+    acc = float((out.argmax(1) == y).float().mean() * 100) if kind == "classification" else None
+    return float(task_loss(kind)(out, y)), acc
 
 
 @register
@@ -40,29 +72,50 @@ class Ssd(Method):
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         cfg = self.config
         loss_fn = task_loss(data.kind)
+        Xf, yf = data.forget.X.to(ctx.device), data.forget.y.to(ctx.device)
 
-        def importance(view):
-            X, y = view.X.to(ctx.device), view.y.to(ctx.device)
+        def importance(X: Tensor, y: Tensor) -> dict[str, Tensor]:
             return gradient_statistics(model, X, y, loss_fn, squared=True, batch_size=cfg.batch_size)
 
-        on_forget, on_all = importance(data.forget), importance(data.train)
-        dampened, total, top_ratio = 0, 0, 0.0
+        on_forget = importance(Xf, yf)
+        on_all = importance(data.train.X.to(ctx.device), data.train.y.to(ctx.device))
+        ratios = {name: on_forget[name] / on_all[name].clamp_min(1e-30) for name in on_forget}
+        top_ratio = max(float(r.max()) for r in ratios.values())
+        alpha = cfg.alpha
+        if alpha is None:
+            alpha = max(1.0, ratio_quantile(list(ratios.values()), cfg.selection_quantile))
+        before = forget_fit(model, Xf, yf, data.kind)
+        dampened, total = 0, 0
         with torch.no_grad():
             for name, p in model.named_parameters():
-                if name not in on_forget:
+                if name not in ratios:
                     continue
-                f, d = on_forget[name], on_all[name]
-                selected = f > cfg.alpha * d
-                factor = (cfg.dampening * d / f.clamp_min(1e-30)).clamp(max=1.0)
+                r = ratios[name]
+                selected = r > alpha
+                factor = (cfg.dampening / r.clamp_min(1e-30)).clamp(max=1.0)
                 p.mul_(torch.where(selected, factor, torch.ones_like(factor)))
                 dampened, total = dampened + int(selected.sum()), total + selected.numel()
-                top_ratio = max(top_ratio, float((f / d.clamp_min(1e-30)).max()))
+        after = forget_fit(model, Xf, yf, data.kind)
         # The usable alpha depends on the data and model; these tell a user where it lies.
-        ctx.details.update(dampened=dampened, weights=total, max_importance_ratio=top_ratio)
+        ctx.details.update(
+            alpha=alpha,
+            dampened=dampened,
+            weights=total,
+            max_importance_ratio=top_ratio,
+            forget_loss=[before[0], after[0]],
+            forget_acc=[before[1], after[1]],
+        )
         if dampened == 0:
             warnings.warn(
                 f"ssd dampened no weight: the largest forget/all importance ratio is {top_ratio:.3g}, "
-                f"below alpha={cfg.alpha:g}; the model is unchanged (lower alpha to select weights)",
+                f"below alpha={alpha:g}; the model is unchanged (lower alpha to select weights)",
+                stacklevel=2,
+            )
+        elif after[0] < before[0] * (1 + MIN_LOSS_RISE):
+            warnings.warn(
+                f"ssd dampened {dampened} weights but the forget loss barely moved ({before[0]:.4g} -> {after[0]:.4g}"
+                + (f", forget accuracy {before[1]:.1f}% -> {after[1]:.1f}%" if before[1] is not None else "")
+                + "); the forget set is probably not forgotten (lower alpha or raise the dampening)",
                 stacklevel=2,
             )
         return model
