@@ -42,8 +42,7 @@ class Ssd(Method):
         loss_fn = task_loss(data.kind)
 
         def importance(view):
-            X, y = view.X.to(ctx.device), view.y.to(ctx.device)
-            return gradient_statistics(model, X, y, loss_fn, squared=True, batch_size=cfg.batch_size)
+            return gradient_statistics(model, view, loss_fn, squared=True, batch_size=cfg.batch_size, device=ctx.device)
 
         on_forget, on_all = importance(data.forget), importance(data.train)
         dampened, total, top_ratio = 0, 0, 0.0

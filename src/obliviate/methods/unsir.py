@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from obliviate.adapter import forward
 from obliviate.blocks.noise import learn_noise
-from obliviate.data import Dataset
+from obliviate.data import Batch, Dataset, concat
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, MethodError, RunContext, register
 from obliviate.training import make_optimizer
@@ -55,6 +56,7 @@ class Unsir(Method):
     needs = frozenset({"retain"})
     kinds = frozenset({"classification"})
     scenarios = frozenset({"class"})
+    continuous_inputs = True
 
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         cfg = self.config
@@ -73,28 +75,13 @@ class Unsir(Method):
             device=ctx.device,
         )
         sample = sample_per_class(data.retain, cfg.retain_per_class, ctx.generator)
-        Xr, yr = sample.X.to(ctx.device), sample.y.to(ctx.device)
-        X = torch.cat([noise, Xr])
-        y = torch.cat([labels.to(ctx.device), yr])
+        mixture = concat([Dataset(noise.cpu(), labels, name="unsir-noise"), sample])
+
+        def loss(b: Batch) -> torch.Tensor:
+            return F.cross_entropy(forward(model, b.x), b.y)
 
         impair = make_optimizer(model.parameters(), "adam", cfg.impair_lr)
-        ctx.optimize(
-            model,
-            impair,
-            len(X),
-            cfg.batch_size,
-            cfg.impair_epochs,
-            lambda idx: F.cross_entropy(model(X[idx]), y[idx]),
-            "unsir impair",
-        )
+        ctx.optimize(model, impair, mixture, cfg.batch_size, cfg.impair_epochs, loss, "unsir impair")
         repair = make_optimizer(model.parameters(), "adam", cfg.repair_lr)
-        ctx.optimize(
-            model,
-            repair,
-            len(Xr),
-            cfg.batch_size,
-            cfg.repair_epochs,
-            lambda idx: F.cross_entropy(model(Xr[idx]), yr[idx]),
-            "unsir repair",
-        )
+        ctx.optimize(model, repair, sample, cfg.batch_size, cfg.repair_epochs, loss, "unsir repair")
         return model
