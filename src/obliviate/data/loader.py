@@ -125,6 +125,9 @@ def iterate(
     memory-mapped inputs are gathered here, a torch data set by a ``DataLoader`` with
     ``data.num_workers`` workers that reads the same batches in the same order."""
     splits = _order(len(data), shuffle, generator).split(batch_size)
+    if isinstance(data.source, NpyArray):  # read each batch in file order (same rows, fewer copies)
+        rows = data.storage_rows()
+        splits = [idx[rows[idx].argsort()] for idx in splits]
     if not data.streamed:
         for idx in splits:
             yield take(data, idx, device)
