@@ -5,7 +5,9 @@ temporary ``.npy`` file (class means plus noise, written in chunks), opens it wi
 ``NpyArray`` (``np.load(mmap_mode="r")``, pages released as batches are read), trains an
 original model on a part of it, unlearns one class with ``finetune`` and ``scrub`` over the
 whole retain set, and evaluates all three models on every row. Prints the peak resident memory
-of the process (target: below 1 GB) and, on a slice that fits in memory, the time per training
+of the process while it unlearns and evaluates the whole set (target: below 1 GB; the window
+starts after the in-memory comparison, whose copy would otherwise count) and, on a slice that
+fits in memory, the time per training
 epoch through the memory-mapped loader path against the same rows as an in-memory tensor
 (target: ratio <= 1.15, median of interleaved repeats in the same run).
 
@@ -15,6 +17,7 @@ epoch through the memory-mapped loader path against the same rows as an in-memor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import statistics
 import tempfile
@@ -28,12 +31,29 @@ from obliviate import Dataset, ForgetSpec, TrainConfig, UnlearningTask, build_mo
 from obliviate.data import NpyArray, split_dataset
 
 
+def _status_mb(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (Linux reports KB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size since the last ``reset_peak`` (Linux: VmHWM), in MB."""
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def write_npy(path: Path, rows: int, dim: int, classes: int, seed: int, chunk: int = 8192) -> np.ndarray:
+def reset_peak() -> None:
+    """Start a new peak-RSS window (Linux: writing 5 to /proc/self/clear_refs resets VmHWM)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def write_npy(path: Path, rows: int, dim: int, classes: int, seed: int, chunk: int = 2048) -> np.ndarray:
     """Class means plus unit noise, written chunk by chunk so the writer never holds the array;
     returns the labels."""
     rng = np.random.default_rng(seed)
@@ -43,7 +63,7 @@ def write_npy(path: Path, rows: int, dim: int, classes: int, seed: int, chunk: i
         np.lib.format.write_array_header_2_0(f, {"descr": "<f4", "fortran_order": False, "shape": (rows, dim)})
         for start in range(0, rows, chunk):
             y = labels[start : start + chunk]
-            f.write((means[y] + rng.normal(0, 1, (len(y), dim)).astype(np.float32)).tobytes())
+            f.write((means[y] + rng.standard_normal((len(y), dim), dtype=np.float32)).tobytes())
     return labels
 
 
@@ -74,7 +94,7 @@ def main() -> None:
 
         # Loader path vs in-memory path on rows that fit (same rows, same model, same seed).
         part = data.subset(torch.arange(args.fit_rows))
-        in_memory = Dataset(torch.from_numpy(np.load(path, mmap_mode="r")[: args.fit_rows].copy()), part.y)
+        in_memory = Dataset(part.X.clone(), part.y)  # read through the mapping, which releases its pages
         times: dict[str, list[float]] = {"memory-mapped": [], "in-memory": []}
         epoch_seconds(in_memory.subset(torch.arange(1024)), args.dim, args.classes, args.batch_size)  # warm-up
         for _ in range(args.repeats):
@@ -88,6 +108,9 @@ def main() -> None:
         print(f"loader / in-memory = {ratio:.3f} (target <= 1.15: {'met' if ratio <= 1.15 else 'MISSED'})")
 
         # The whole file: train on a part, unlearn over all retained rows, evaluate on every row.
+        print(f"peak RSS of writing and the comparison: {peak_rss_mb():.0f} MB (in-memory copy included)")
+        reset_peak()
+        print(f"RSS before streaming (imports, labels): {_status_mb('VmRSS') or 0:.0f} MB")
         split = split_dataset(data, test_fraction=0.1, seed=0)
         task = UnlearningTask.build(split, ForgetSpec(classes=[0]))
         original = build_model("mlp", (args.dim,), args.classes, seed=0, hidden=(32,))
@@ -106,7 +129,8 @@ def main() -> None:
             print(f"  {name:9s} " + "  ".join(f"{k} {v:.1f}" for k, v in res.metrics.items()))
     peak = peak_rss_mb()
     verdict = "met" if peak < 1024 else "MISSED"
-    print(f"data {size_gb:.2f} GB on disk; peak RSS {peak:.0f} MB (target < 1024 MB: {verdict})")
+    print(f"data {size_gb:.2f} GB on disk; peak RSS while unlearning and evaluating it {peak:.0f} MB")
+    print(f"(target < 1024 MB: {verdict})")
 
 
 if __name__ == "__main__":
