@@ -2,7 +2,7 @@
 
 Writes a synthetic classification set of at least ``--gigabytes`` of float32 rows to a
 temporary ``.npy`` file (class means plus noise, written in chunks), opens it with
-``NpyArray`` (``np.load(mmap_mode="r")``, pages released as batches are read), trains an
+``NpyArray`` (``np.load(mmap_mode="r")`` for its layout, rows read per batch), trains an
 original model on a part of it, unlearns one class with ``finetune`` and ``scrub`` over the
 whole retain set, and evaluates all three models on every row. Prints the peak resident memory
 of the process while it unlearns and evaluates the whole set (target: below 1 GB; the window

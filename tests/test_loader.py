@@ -117,7 +117,7 @@ def test_plain_torch_objects_are_accepted_where_data_goes():
 def test_memory_mapped_inputs_stream_and_match_the_in_memory_path(tmp_path):
     X = np.random.default_rng(0).normal(size=(50, 6)).astype(np.float32)
     np.save(tmp_path / "x.npy", X)
-    source = NpyArray(tmp_path / "x.npy", release_every=1)  # release pages after every batch
+    source = NpyArray(tmp_path / "x.npy")
     mapped = Dataset(source, torch.arange(50) % 3)
     memory = Dataset(torch.from_numpy(X), torch.arange(50) % 3)
     assert not mapped.in_memory and not mapped.streamed and mapped.input_shape == (6,)
