@@ -69,7 +69,8 @@ def main() -> None:
         "DataLoader loop": lambda m: dataloader_loop(m, train.X, train.y, cfg.epochs, cfg.batch_size, cfg.lr, 0),
     }
     times: dict[str, list[float]] = {name: [] for name in runs}
-    timed(runs["plain loop"])  # warm-up: first-call allocations and thread pools
+    for run in runs.values():  # warm-up: first-call allocations, thread pools and lazy imports, for every variant
+        timed(run)
     for _ in range(args.repeats):  # interleaved so background load hits every variant alike
         for name, run in runs.items():
             times[name].append(timed(run))

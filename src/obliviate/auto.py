@@ -21,11 +21,13 @@ from typing import Any
 from pydantic import Field, ValidationError
 from torch import nn
 
+from obliviate.adapter import forward
+from obliviate.engine import Engine
 from obliviate.evaluation import model_outputs
 from obliviate.forget import UnlearningTask
 from obliviate.methods.base import MethodConfig, MethodError, RunLog, UnlearningResult, get_method, unlearn
 from obliviate.models import fresh_copy
-from obliviate.training import TrainConfig, batches, make_optimizer, seed_everything, task_loss
+from obliviate.training import TrainConfig, make_optimizer, seed_everything, task_loss
 from obliviate.verification import VerifyConfig, verdict_from_outputs
 
 SEARCH: dict[str, list[tuple[str, dict]]] = {
@@ -98,15 +100,16 @@ def estimate_retrain_seconds(model: nn.Module, task: UnlearningTask, recipe: Tra
     loss_fn = task_loss(retain.kind, recipe.loss)
     per_epoch = -(-len(retain) // recipe.batch_size)
     timed = min(10, per_epoch)
-    net.train()
     start = time.perf_counter()
-    for i, idx in enumerate(batches(len(retain), recipe.batch_size, gen)):
-        if i == timed:
-            break
-        loss = loss_fn(net(retain.X[idx].to(device)), retain.y[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    Engine(device).run(
+        net,
+        opt,
+        retain,
+        lambda b: loss_fn(forward(net, b.x), b.y),
+        batch_size=recipe.batch_size,
+        generator=gen,
+        max_steps=timed,
+    )
     return (time.perf_counter() - start) / timed * per_epoch * recipe.epochs
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from obliviate.adapter import OutputFn, using_output
 from obliviate.atomic import atomic_write_text
 from obliviate.forget import UnlearningTask
 from obliviate.methods import RunLog
@@ -82,11 +83,12 @@ def _version() -> str:
 
 
 def model_outputs(
-    model: nn.Module, task: UnlearningTask, device: str | torch.device = "cpu"
+    model: nn.Module, task: UnlearningTask, device: str | torch.device | None = None
 ) -> dict[str, torch.Tensor]:
-    """Outputs on every view from two forward passes (train and test), sliced per view."""
-    train_out = predict(model, task.train.X, device=device)
-    test_out = predict(model, task.test.X, device=device)
+    """Outputs on every view from two passes (train and test), batch by batch through the loader,
+    sliced per view; the model runs where it lives unless ``device`` is given."""
+    train_out = predict(model, task.train, device=device)
+    test_out = predict(model, task.test, device=device)
     return {
         "forget": train_out[task.forget_idx],
         "retain": train_out[task.retain_idx],
@@ -113,9 +115,10 @@ def evaluate(
     logs: dict[str, RunLog] | None = None,
     metrics: list[str] | None = None,
     seed: int = 0,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     options: dict[str, dict] | None = None,
     verify: VerifyConfig | None = None,
+    output: OutputFn | None = None,
 ) -> Report:
     """Evaluate ``models`` on ``task``; gaps and speed-ups are taken against ``reference``.
 
@@ -128,6 +131,8 @@ def evaluate(
     the task kind). ``logs`` (from ``unlearn``) supply wall time and steps; the speed-up is
     the reference's time divided by each model's, so both must come from the same run.
     ``options`` passes settings to metrics by name (e.g. ``{"lira": {"shadow_models": 16}}``).
+    Each model runs where it lives (``device`` moves them all there); ``output`` reads logits off
+    models whose outputs the adapter does not know (see ``obliviate.adapter``).
     """
     if reference is None and "retrain" in models:
         reference = "retrain"
@@ -138,6 +143,11 @@ def evaluate(
     if unknown:
         raise KeyError(f"unknown metrics {unknown}; known: {sorted(METRICS)}")
     selected = [METRICS[n] for n in names if task.kind in METRICS[n].kinds]
+    with using_output(output):
+        return _evaluate(task, models, reference, original, logs, selected, seed, device, options, verify)
+
+
+def _evaluate(task, models, reference, original, logs, selected, seed, device, options, verify) -> Report:
     outputs = {name: model_outputs(m, task, device) for name, m in models.items()}
     logs = logs or {}
     results: dict[str, ModelResult] = {}
@@ -153,7 +163,7 @@ def evaluate(
             original_model=models.get(original) if original else None,
             reference_model=models.get(reference) if reference else None,
             seed=seed,
-            device=torch.device(device),
+            device=torch.device(device) if device is not None else None,
             options=options or {},
         )
         values: dict[str, float] = {}

@@ -292,6 +292,7 @@ class UnlearningTask:
 
     @cached_property
     def forget(self) -> Dataset:
+        """The forget rows: an index-backed view of the training data (no copy), like every view."""
         return self.split.train.subset(self.forget_idx)
 
     @cached_property
@@ -337,6 +338,11 @@ class UnlearningTask:
         return self.split.train.input_shape
 
     @property
+    def continuous_inputs(self) -> bool:
+        """Whether the model reads float inputs (see ``Dataset.continuous_inputs``)."""
+        return self.split.train.continuous_inputs
+
+    @property
     def forget_classes(self) -> list[int]:
         """Classes forgotten as a whole; for a sub-class request, its super-class is not listed.
 
@@ -348,9 +354,15 @@ class UnlearningTask:
 
     @classmethod
     def build(
-        cls, split: DataSplit, spec: ForgetSpec, prior: Forgotten | None = None, count_prior: bool = False
+        cls, split: DataSplit | tuple, spec: ForgetSpec, prior: Forgotten | None = None, count_prior: bool = False
     ) -> UnlearningTask:
-        """Resolve and validate eagerly so a bad request fails before any work starts."""
+        """Resolve and validate eagerly so a bad request fails before any work starts.
+
+        ``split`` is a ``DataSplit`` or a ``(train, test)`` pair of data sets (obliviate or
+        map-style torch ones, see ``DataSplit.from_torch``)."""
+        if not isinstance(split, DataSplit):
+            train, test = split
+            split = DataSplit(train, test)
         if spec.keys is not None:
             wanted = np.asarray([str(k) for k in spec.keys])
             held_out = wanted[

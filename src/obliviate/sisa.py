@@ -24,6 +24,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from obliviate.adapter import forward
 from obliviate.data import Dataset
 from obliviate.models import build_model, fresh_copy, register_architecture
 from obliviate.training import TrainConfig, fit
@@ -76,7 +77,7 @@ class SISAEnsemble(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Log of the aggregated class probabilities (so softmax of the output is the ensemble's vote)."""
-        outs = torch.stack([m(x) for m in self.members()])
+        outs = torch.stack([forward(m, x) for m in self.members()])
         if self.aggregation == "mean":
             probs = outs.softmax(-1).mean(0)
         else:
@@ -113,6 +114,7 @@ class SISAEnsemble(nn.Module):
             raise ValueError(
                 f"the SISA ensemble holds {len(self.assignment)} rows but the task's training set has {len(data)}"
             )
+        mask = mask.to(self.assignment.device)
         codes = self.assignment[mask]
         if (codes == REMOVED).any():
             raise ValueError("some rows to forget were already removed from the SISA ensemble")

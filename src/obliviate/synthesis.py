@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from obliviate.adapter import forward
 from obliviate.training import batches
 
 BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -79,7 +80,7 @@ def class_noise(
     sign = -1.0 if maximise else 1.0
     with frozen(model):
         for _ in range(steps):
-            loss = sign * F.cross_entropy(model(noise), labels) + l2 * noise.pow(2).flatten(1).sum(1).mean()
+            loss = sign * F.cross_entropy(forward(model, noise), labels) + l2 * noise.pow(2).flatten(1).sum(1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -158,7 +159,7 @@ def invert_classes(
             opt = torch.optim.Adam([x], lr=lr)
             for _ in range(steps):
                 bn.take()
-                ce = F.cross_entropy(model(x), y)
+                ce = F.cross_entropy(forward(model, x), y)
                 loss = (
                     ce + bn_weight * bn.take() + tv_weight * total_variation(x) + l2 * x.pow(2).flatten(1).sum(1).mean()
                 )
@@ -179,7 +180,7 @@ def confident_rows(model: nn.Module, X: Tensor, labels: Tensor, keep: float) -> 
     if not 0 < keep <= 1:
         raise ValueError(f"keep must be in (0, 1], got {keep}")
     with frozen(model):
-        logits = torch.cat([model(X[idx]) for idx in batches(len(X), 1024, shuffle=False)])
+        logits = torch.cat([forward(model, X[idx]) for idx in batches(len(X), 1024, shuffle=False)])
     logp = logits.log_softmax(1)
     entropy = -(logp.exp() * logp).sum(1)
     correct = logits.argmax(1) == labels

@@ -1,4 +1,7 @@
-"""One training function for originals, retrained references, proxies and shards."""
+"""One training function for originals, retrained references, proxies and shards.
+
+``predict`` (per-example outputs, batch by batch) lives in ``obliviate.adapter`` and is
+re-exported here."""
 
 from __future__ import annotations
 
@@ -12,9 +15,14 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 
+from obliviate.adapter import forward, model_device, predict
 from obliviate.data import Dataset
-from obliviate.progress import Progress
+from obliviate.data.dataset import split_item
+from obliviate.data.loader import count_rows
+from obliviate.engine import Engine, Precision
 
 
 class TrainConfig(BaseModel):
@@ -96,23 +104,11 @@ def batches(
     yield from order.split(batch_size)
 
 
-@torch.no_grad()
-def predict(model: nn.Module, X: Tensor, batch_size: int = 1024, device: str | torch.device = "cpu") -> Tensor:
-    """Outputs of ``model`` on ``X`` in eval mode, on the CPU; the model's mode is restored."""
-    was_training = model.training
-    model.eval()
-    outs = [model(X[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(X), batch_size)]
-    model.train(was_training)
-    if not outs:
-        return torch.zeros((0,), dtype=torch.float32)
-    return torch.cat(outs)
-
-
-def accuracy(model: nn.Module, data: Dataset, device: str | torch.device = "cpu") -> float:
+def accuracy(model: nn.Module, data: Dataset, device: str | torch.device | None = None) -> float:
     """Percent of rows classified correctly (NaN for an empty set)."""
     if len(data) == 0:
         return float("nan")
-    return float((predict(model, data.X, device=device).argmax(1) == data.y).float().mean() * 100)
+    return float((predict(model, data, device=device).argmax(1) == data.y).float().mean() * 100)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -130,74 +126,93 @@ def _scheduler(optimizer, schedule: str, total_steps: int):
 
 
 def _split_validation(data: Dataset, fraction: float, gen: torch.Generator) -> tuple[Dataset, Dataset | None]:
-    if fraction <= 0:
+    if fraction <= 0 or not isinstance(data, Dataset):
         return data, None
     order = torch.randperm(len(data), generator=gen)
     n_val = max(1, int(len(data) * fraction))
     return data.subset(order[n_val:]), data.subset(order[:n_val])
 
 
+def _as_training_data(data: object) -> Dataset | DataLoader:
+    if isinstance(data, (Dataset, DataLoader)):
+        return data
+    if isinstance(data, TorchDataset):
+        return Dataset.from_torch(data)
+    raise TypeError(f"fit trains on a Dataset, a torch Dataset or a DataLoader, not {type(data).__name__}")
+
+
+def _loader_kind(loader: DataLoader) -> str:
+    """Task kind of a DataLoader's data, from the dtype of its first batch's targets."""
+    _, y = split_item(next(iter(loader)))
+    return "classification" if not torch.as_tensor(y).is_floating_point() else "regression"
+
+
 def fit(
     model: nn.Module,
-    data: Dataset,
+    data: Dataset | DataLoader | TorchDataset,
     config: TrainConfig | None = None,
     *,
     val: Dataset | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
+    precision: Precision = "fp32",
     progress: bool = False,
 ) -> FitResult:
     """Train ``model`` in place on ``data`` with ``config`` and return it with its history.
 
+    ``data`` is a ``Dataset``, a map-style torch data set, or a torch ``DataLoader`` (its own
+    batches are used; ``batch_size`` and shuffling are then the loader's). Runs on ``device``
+    (default: where the model is) through the shared ``Engine`` at ``precision``.
     Early stopping (``patience``) watches the validation loss on ``val`` or on a
     ``val_fraction`` held out of ``data``, and restores the best epoch's weights.
     Seeded runs repeat bit for bit on the CPU.
     """
     config = config or TrainConfig()
     gen = seed_everything(config.seed)
-    if len(data) == 0:
+    data = _as_training_data(data)
+    rows = count_rows(data)
+    if rows == 0:
         raise ValueError("cannot train on an empty data set")
     if val is None:
         data, val = _split_validation(data, config.val_fraction, gen)
+    device = torch.device(device) if device is not None else model_device(model)
     model.to(device)
-    loss_fn = task_loss(data.kind, config.loss)
+    kind = data.kind if isinstance(data, Dataset) else _loader_kind(data)
+    loss_fn = task_loss(kind, config.loss)
     optimizer = make_optimizer(model.parameters(), config.optimizer, config.lr, config.momentum, config.weight_decay)
-    steps_per_epoch = -(-len(data) // config.batch_size)
+    steps_per_epoch = -(-len(data) // config.batch_size) if isinstance(data, Dataset) else len(data)
     scheduler = _scheduler(optimizer, config.schedule, steps_per_epoch * config.epochs)
-    X, y = data.X.to(device), data.y.to(device)
+    engine = Engine(device, precision, progress=progress)
     history: list[dict] = []
     best = (float("inf"), None, None)
-    stale = steps = 0
+    stale = 0
+
+    def end_of_epoch(epoch: int, train_loss: float) -> bool:
+        nonlocal best, stale
+        record = {"epoch": epoch, "train_loss": train_loss}
+        if val is not None and len(val):
+            record["val_loss"] = float(loss_fn(predict(model, val), val.y))
+        history.append(record)
+        if config.patience is not None and "val_loss" in record:
+            if record["val_loss"] < best[0]:
+                best, stale = (record["val_loss"], epoch, copy.deepcopy(model.state_dict())), 0
+            else:
+                stale += 1
+                return stale >= config.patience
+        return False
+
     start = time.perf_counter()
-    with Progress("train", total=config.epochs * steps_per_epoch, enabled=progress) as bar:
-        for epoch in range(config.epochs):
-            model.train()
-            total = 0.0
-            for idx in batches(len(X), config.batch_size, gen):
-                idx = idx.to(device)
-                loss = loss_fn(model(X[idx]), y[idx])
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                total += loss.item() * len(idx)
-                steps += 1
-                bar.advance()
-            record = {"epoch": epoch, "train_loss": total / len(X)}
-            if val is not None and len(val):
-                with torch.no_grad():
-                    record["val_loss"] = float(loss_fn(predict(model, val.X, device=device), val.y))
-            history.append(record)
-            bar.note(**{k: round(v, 4) for k, v in record.items()})
-            if config.patience is not None and "val_loss" in record:
-                if record["val_loss"] < best[0]:
-                    best, stale = (record["val_loss"], epoch, copy.deepcopy(model.state_dict())), 0
-                else:
-                    stale += 1
-                    if stale >= config.patience:
-                        break
+    engine.run(
+        model,
+        optimizer,
+        data,
+        lambda b: loss_fn(forward(model, b.x), b.y),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        generator=gen,
+        scheduler=scheduler,
+        on_epoch=end_of_epoch,
+        description="train",
+    )
     if best[2] is not None:
         model.load_state_dict(best[2])
-    return FitResult(model, steps, time.perf_counter() - start, history, best[1])
+    return FitResult(model, engine.steps, time.perf_counter() - start, history, best[1])

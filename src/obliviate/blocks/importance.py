@@ -7,17 +7,18 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from obliviate.training import batches
+from obliviate.adapter import forward
+from obliviate.data import Dataset, iterate
 
 
 def gradient_statistics(
     model: nn.Module,
-    X: Tensor,
-    y: Tensor,
+    data: Dataset,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     *,
     squared: bool,
     batch_size: int = 64,
+    device: str | torch.device | None = None,
 ) -> dict[str, Tensor]:
     """Mean over mini-batches of each parameter's gradient (``squared``: of its square).
 
@@ -31,8 +32,8 @@ def gradient_statistics(
     was_training = model.training
     model.eval()
     count = 0
-    for idx in batches(len(X), batch_size, shuffle=False):
-        grads = torch.autograd.grad(loss_fn(model(X[idx]), y[idx]), list(params.values()))
+    for batch in iterate(data, batch_size, device=device):
+        grads = torch.autograd.grad(loss_fn(forward(model, batch.x), batch.y), list(params.values()))
         for name, g in zip(params, grads, strict=True):
             totals[name] += g.pow(2) if squared else g
         count += 1

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from obliviate.adapter import forward
 from obliviate.blocks.batchnorm import frozen_batchnorm
 
 
@@ -46,7 +47,7 @@ def learn_noise(
     model.eval()
     with frozen_batchnorm(model):
         for _ in range(steps):
-            loss = sign * F.cross_entropy(model(noise), labels) + l2 * noise.pow(2).flatten(1).sum(1).mean()
+            loss = sign * F.cross_entropy(forward(model, noise), labels) + l2 * noise.pow(2).flatten(1).sum(1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward(inputs=[noise])
             opt.step()

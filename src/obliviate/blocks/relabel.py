@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from obliviate.data import Dataset
+from obliviate.adapter import forward
+from obliviate.data import Batch, Dataset, take
 from obliviate.training import make_optimizer
 
 if TYPE_CHECKING:
@@ -52,14 +53,12 @@ def random_label_training(
     with the forget set (times 1 + ``retain_ratio``), not with the retain set.
     """
     num_classes = retain.num_classes
-    Xf, yf = forget.X.to(ctx.device), forget.y.to(ctx.device)
-    Xr, yr = retain.X.to(ctx.device), retain.y.to(ctx.device)
     opt = make_optimizer(model.parameters(), optimizer, lr)
 
-    def loss(idx: Tensor) -> Tensor:
-        wrong = random_wrong_labels(yf[idx], num_classes, ctx.generator)
-        rows = max(1, round(len(idx) * retain_ratio))
-        ridx = torch.randint(0, len(Xr), (rows,), generator=ctx.generator).to(ctx.device)
-        return F.cross_entropy(model(Xf[idx]), wrong) + retain_weight * F.cross_entropy(model(Xr[ridx]), yr[ridx])
+    def loss(b: Batch) -> Tensor:
+        wrong = random_wrong_labels(b.y, num_classes, ctx.generator)
+        rows = max(1, round(len(b) * retain_ratio))
+        r = take(retain, torch.randint(0, len(retain), (rows,), generator=ctx.generator), ctx.device)
+        return F.cross_entropy(forward(model, b.x), wrong) + retain_weight * F.cross_entropy(forward(model, r.x), r.y)
 
-    ctx.optimize(model, opt, len(Xf), batch_size, epochs, loss, description)
+    ctx.optimize(model, opt, forget, batch_size, epochs, loss, description)

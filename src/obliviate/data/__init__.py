@@ -1,11 +1,12 @@
-"""Data: in-memory tensors, bundled data sets and loaders for users' files."""
+"""Data: data sets (in-memory, memory-mapped or any torch data set), the batch loader, bundled
+data sets and loaders for users' files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from obliviate.data.bundled import BUNDLED, load_diabetes, load_digits, load_mnist5k
-from obliviate.data.dataset import DataError, Dataset, DataSplit, TaskKind, split_dataset
+from obliviate.data.dataset import DataError, Dataset, DataSplit, TaskKind, concat, split_dataset
 from obliviate.data.files import (
     load_cifar,
     load_csv,
@@ -15,13 +16,19 @@ from obliviate.data.files import (
     load_table,
     read_idx,
 )
+from obliviate.data.loader import Batch, iterate, model_input, take
+from obliviate.data.memmap import NpyArray
 
 __all__ = [
     "BUNDLED",
+    "Batch",
     "DataError",
     "DataSplit",
     "Dataset",
+    "NpyArray",
     "TaskKind",
+    "concat",
+    "iterate",
     "load_cifar",
     "load_csv",
     "load_data",
@@ -32,8 +39,10 @@ __all__ = [
     "load_mnist_idx",
     "load_npz",
     "load_table",
+    "model_input",
     "read_idx",
     "split_dataset",
+    "take",
 ]
 
 

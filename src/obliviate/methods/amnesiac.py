@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from obliviate.adapter import forward
 from obliviate.blocks.relabel import random_wrong_labels
+from obliviate.data import concat
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.training import make_optimizer
@@ -42,16 +43,15 @@ class Amnesiac(Method):
         cfg = self.config
         forget, retain = data.forget, data.retain
         wrong = random_wrong_labels(forget.y, data.num_classes, ctx.generator)
-        X = torch.cat([forget.X, retain.X]).to(ctx.device)
-        y = torch.cat([wrong, retain.y]).to(ctx.device)
+        mixture = concat([forget.with_targets(wrong), retain])
         opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
         ctx.optimize(
             model,
             opt,
-            len(X),
+            mixture,
             cfg.batch_size,
             cfg.epochs,
-            lambda idx: F.cross_entropy(model(X[idx]), y[idx]),
+            lambda b: F.cross_entropy(forward(model, b.x), b.y),
             "amnesiac",
         )
         return model

@@ -6,7 +6,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from obliviate.adapter import forward, predict
 from obliviate.blocks.distill import frozen, kl_to_teacher
+from obliviate.data import concat
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.models import fresh_copy
@@ -45,20 +47,20 @@ class BadTeacher(Method):
         incompetent = frozen(fresh_copy(model, seed=ctx.seed))
         retain = data.retain
         keep = torch.randperm(len(retain), generator=ctx.generator)[: max(1, round(cfg.retain_fraction * len(retain)))]
-        X = torch.cat([data.forget.X, retain.X[keep]]).to(ctx.device)
-        is_forget = torch.zeros(len(X), dtype=torch.bool, device=ctx.device)
+        mixture = concat([data.forget, retain.subset(keep)])
+        is_forget = torch.zeros(len(mixture), dtype=torch.bool)
         is_forget[: len(data.forget)] = True
-        with torch.no_grad():
-            targets = torch.where(is_forget[:, None], incompetent(X), competent(X))
+        targets = torch.where(is_forget[:, None], predict(incompetent, mixture), predict(competent, mixture))
+        targets = targets.to(ctx.device)
 
         opt = make_optimizer(model.parameters(), "adam", cfg.lr)
         ctx.optimize(
             model,
             opt,
-            len(X),
+            mixture,
             cfg.batch_size,
             cfg.epochs,
-            lambda idx: kl_to_teacher(model(X[idx]), targets[idx], cfg.temperature),
+            lambda b: kl_to_teacher(forward(model, b.x), targets[b.index], cfg.temperature),
             "bad teacher",
         )
         return model

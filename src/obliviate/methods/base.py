@@ -13,9 +13,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor, nn
 
+from obliviate.adapter import OutputFn, forward, model_device, using_output
+from obliviate.data import Batch, Dataset, take
+from obliviate.engine import BatchNormPolicy, Engine, Precision
 from obliviate.forget import TaskView, UnlearningTask
-from obliviate.progress import Progress
-from obliviate.training import batches, seed_everything
+from obliviate.training import seed_everything
 
 ALL_KINDS = frozenset({"classification", "regression"})
 ALL_SCENARIOS = frozenset({"class", "subclass", "random", "target_range", "time_window", "series"})
@@ -33,58 +35,76 @@ class MethodConfig(BaseModel):
 
 @dataclass
 class RunContext:
-    """What a method gets besides the model and data: device, seed, the step counter, and
-    ``details``, where a method records what a user needs to read its result (copied to the log)."""
+    """What a method gets besides the model and data: device, seed, the training engine (steps,
+    precision, NaN guard), and ``details``, where a method records what a user needs to read its
+    result (copied to the log)."""
 
     device: torch.device
     seed: int
     generator: torch.Generator
     progress: bool = False
-    steps: int = 0
+    precision: Precision = "fp32"
     details: dict[str, Any] = field(default_factory=dict)
     watch: Callable[[nn.Module, int], bool] | None = None
     """Called after every optimisation step with the model and the step count; True ends the run
     (``auto`` stops a candidate once its verdict passes or the budget is spent)."""
     stopped: bool = False
+    engine: Engine = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.engine = Engine(self.device, self.precision, progress=self.progress)
+
+    @property
+    def steps(self) -> int:
+        """Optimisation steps taken so far (every pass of the method, and any fit it ran)."""
+        return self.engine.steps
+
+    @steps.setter
+    def steps(self, value: int) -> None:
+        self.engine.steps = value
 
     def optimize(
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        n: int,
+        data: Dataset,
         batch_size: int,
         epochs: int,
-        loss_on_batch: Callable[[Tensor], Tensor],
+        loss_on_batch: Callable[[Batch], Tensor],
         description: str = "unlearn",
         max_steps: int | None = None,
         stop: Callable[[], bool] | None = None,
+        batchnorm: BatchNormPolicy = "train",
     ) -> None:
-        """Shuffled mini-batch loop over ``n`` in-memory rows; ``loss_on_batch(idx)`` gives the loss.
+        """Shuffled mini-batch epochs over ``data`` through the engine; ``loss_on_batch(batch)`` gives
+        the loss (``batch.x``, ``batch.y``, ``batch.index`` on the device).
 
-        Counts optimisation steps, ends early after ``max_steps`` or once ``stop()`` is true
-        (checked after each step), and refuses to continue once the loss is not finite. Once
-        ``watch`` has ended the run, later loops of the same run (a method's next phase) do nothing.
-        """
+        Ends early after ``max_steps`` steps of this pass or once ``stop()`` is true (checked
+        after each step), and refuses to continue once the loss is not finite. Once ``watch`` has
+        ended the run, later passes of the same run (a method's next phase) do nothing."""
         if self.stopped:
             return
-        model.train()
-        with Progress(description, total=epochs * -(-n // batch_size), enabled=self.progress) as bar:
-            for epoch in range(epochs):
-                for idx in batches(n, batch_size, self.generator):
-                    loss = loss_on_batch(idx.to(self.device))
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"{description}: loss became {loss.item()} at epoch {epoch}")
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    self.steps += 1
-                    bar.advance()
-                    if (max_steps is not None and self.steps >= max_steps) or (stop is not None and stop()):
-                        return
-                    if self.watch is not None and self.watch(model, self.steps):
-                        self.stopped = True
-                        return
-                bar.note(loss=round(loss.item(), 4))
+
+        def should_stop() -> bool:
+            if stop is not None and stop():
+                return True
+            if self.watch is not None and self.watch(model, self.steps):
+                self.stopped = True
+            return self.stopped
+
+        self.engine.run(
+            model,
+            optimizer,
+            data,
+            loss_on_batch,
+            epochs=epochs,
+            batch_size=batch_size,
+            generator=self.generator,
+            max_steps=max_steps,
+            stop=should_stop,
+            batchnorm=batchnorm,
+            description=description,
+        )
 
 
 class Method(ABC):
@@ -99,6 +119,8 @@ class Method(ABC):
     needs: ClassVar[frozenset[str]] = frozenset()
     kinds: ClassVar[frozenset[str]] = ALL_KINDS
     scenarios: ClassVar[frozenset[str]] = ALL_SCENARIOS
+    continuous_inputs: ClassVar[bool] = False
+    """True for methods that synthesise or attack inputs by gradient (they need float inputs)."""
 
     def __init__(self, config: MethodConfig):
         self.config = config
@@ -116,6 +138,16 @@ class Method(ABC):
             raise MethodError(
                 f"method {cls.name!r} serves {sorted(cls.scenarios)} forgetting, not {task.spec.scenario!r}"
             )
+        if cls.continuous_inputs and not task.continuous_inputs:
+            raise MethodError(
+                f"method {cls.name!r} synthesises or perturbs inputs and needs float inputs; "
+                f"this data has {task.split.train.input_dtype or 'dict'} inputs"
+            )
+
+    @classmethod
+    def check_model(cls, model: nn.Module, task: UnlearningTask) -> None:
+        """Refuse models the method cannot work with, before any work starts (default: any model)."""
+        return None
 
     @abstractmethod
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
@@ -181,18 +213,29 @@ class UnlearningResult:
     log: RunLog
 
 
-def check_model_fits(model: nn.Module, task: UnlearningTask, device: torch.device) -> None:
-    """One forward pass on a dummy row: catches input-shape and output-size mismatches early."""
-    probe = torch.zeros((2, *task.input_shape), device=device)
+def check_model_fits(model: nn.Module, task: UnlearningTask, output: OutputFn | None = None) -> None:
+    """One forward pass where the model lives, through the model adapter: catches input and
+    output-size mismatches (and unreadable outputs) early. The probe is two zero rows of the
+    data's input shape and dtype (no row is read, so zero-shot runs stay data-free); for dict
+    inputs, two training rows."""
+    train, device = task.split.train, model_device(model)
+    dtype = train.input_dtype
+    if dtype is not None:
+        probe = torch.zeros((2, *train.input_shape), dtype=dtype, device=device)
+    else:
+        probe = take(train, torch.arange(min(2, len(train))), device).x
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = model(probe)
-    except RuntimeError as exc:
-        raise MethodError(f"model does not accept inputs of shape {task.input_shape}: {exc}") from None
+            out = forward(model, probe, output)
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MethodError(f"model does not accept inputs of shape {task.input_shape}: {first}") from None
     finally:
         model.train(was_training)
+    if not isinstance(out, Tensor):
+        raise MethodError(f"the model's output function returned {type(out).__name__}, not a tensor of logits")
     width = out.shape[-1] if out.ndim > 1 else 1
     if width != task.num_outputs:
         raise MethodError(f"model has {width} outputs but the task needs {task.num_outputs}")
@@ -204,7 +247,9 @@ def unlearn(
     method: str = "finetune",
     *,
     seed: int = 0,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
+    precision: Precision = "fp32",
+    output: OutputFn | None = None,
     progress: bool = False,
     watch: Callable[[nn.Module, int], bool] | None = None,
     **config: Any,
@@ -212,10 +257,13 @@ def unlearn(
     """Apply ``method`` to a copy of ``model`` so that it forgets ``task``'s forget set.
 
     The model passed in is never modified. ``config`` overrides the method's defaults
-    (see ``obliviate methods``). Returns the new model and a ``RunLog`` with wall time
-    and optimisation steps. ``method="auto"`` searches methods and settings within a time
-    budget and stops on the reference-free verdict (``obliviate.auto``). ``watch(model, steps)``,
-    called after every optimisation step, ends the run early when it returns True.
+    (see ``obliviate methods``). Runs on ``device`` (default: the model's device) at
+    ``precision`` ("fp32", "bf16" or "fp16", through autocast). ``output(out)`` reads logits off
+    the model's return value when it is not a tensor, tuple, dict with "logits" or a Hugging
+    Face output. Returns the new model and a ``RunLog`` with wall time and optimisation steps.
+    ``method="auto"`` searches methods and settings within a time budget and stops on the
+    reference-free verdict (``obliviate.auto``). ``watch(model, steps)``, called after every
+    optimisation step, ends the run early when it returns True.
     """
     if method == "auto":
         from obliviate.auto import auto_unlearn  # auto runs methods through this function
@@ -224,12 +272,16 @@ def unlearn(
     cls = get_method(method)
     cfg = make_config(method, **config)
     cls.check(task)
-    device = torch.device(device)
-    check_model_fits(model, task, torch.device("cpu") if next(model.parameters()).device.type == "cpu" else device)
+    cls.check_model(model, task)
+    device = torch.device(device) if device is not None else model_device(model)
+    check_model_fits(model, task, output)
     working = copy.deepcopy(model).to(device)
-    ctx = RunContext(device=device, seed=seed, generator=seed_everything(seed), progress=progress, watch=watch)
+    ctx = RunContext(
+        device=device, seed=seed, generator=seed_everything(seed), progress=progress, precision=precision, watch=watch
+    )
     start = time.perf_counter()
-    result = cls(cfg).run(working, task.view(cls.needs), ctx)
+    with using_output(output):
+        result = cls(cfg).run(working, task.view(cls.needs), ctx)
     seconds = time.perf_counter() - start
     if any(not torch.isfinite(p).all() for p in result.parameters()):
         raise FloatingPointError(f"method {method!r} produced non-finite weights; try a lower learning rate")

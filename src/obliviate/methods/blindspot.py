@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from obliviate.adapter import forward
+from obliviate.data import Batch, concat, iterate
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.models import ActivationRecorder, default_feature_layers, fresh_copy
@@ -98,34 +100,35 @@ class Blindspot(Method):
         recipe = TrainConfig(
             optimizer=cfg.optimizer, lr=cfg.proxy_lr, epochs=cfg.proxy_epochs, batch_size=cfg.batch_size, loss=cfg.loss
         )
-        ctx.steps += fit(proxy, retain, recipe.model_copy(update={"seed": ctx.seed}), device=ctx.device).steps
+        recipe = recipe.model_copy(update={"seed": ctx.seed})
+        ctx.steps += fit(proxy, retain, recipe, device=ctx.device, precision=ctx.precision).steps
         proxy.eval()
-        Xf = forget.X.to(ctx.device)
+        outs, maps = [], []
         with torch.no_grad(), ActivationRecorder(proxy, layers) as rec:
-            proxy_out = proxy(Xf).reshape(len(Xf))
-            proxy_maps = [attention_map(rec.activations[name]) for name in layers]
+            for b in iterate(forget, 1024, device=ctx.device):
+                outs.append(forward(proxy, b.x).reshape(len(b)))
+                maps.append([attention_map(rec.activations[name]) for name in layers])
+        proxy_maps = [torch.cat(per_layer) for per_layer in zip(*maps, strict=True)]
 
         n_retain = len(retain)
-        X = torch.cat([retain.X.to(ctx.device), Xf])
-        target = torch.cat([retain.y.to(ctx.device), proxy_out])
-        is_forget = torch.arange(len(X), device=ctx.device) >= n_retain
+        mixture = concat([retain, forget.with_targets(torch.cat(outs).cpu())])
         error = F.l1_loss if cfg.loss == "l1" else F.mse_loss
 
-        def loss_on_batch(idx: Tensor) -> Tensor:
+        def loss_on_batch(b: Batch) -> Tensor:
             with ActivationRecorder(model, layers) as recorder:
-                out = model(X[idx]).reshape(len(idx))
-            f = is_forget[idx]
+                out = forward(model, b.x).reshape(len(b))
+            f = b.index >= n_retain
             frac = f.float().mean()
-            loss = (1 - frac) * error(out[~f], target[idx][~f]) if (~f).any() else out.sum() * 0
+            loss = (1 - frac) * error(out[~f], b.y[~f]) if (~f).any() else out.sum() * 0
             if f.any():
-                rows = idx[f] - n_retain
+                rows = b.index[f] - n_retain
                 attention = sum(
                     (attention_map(recorder.activations[name])[f] - maps[rows]).norm(dim=1).mean()
                     for name, maps in zip(layers, proxy_maps, strict=True)
                 )
-                loss = loss + frac * (error(out[f], target[idx][f]) + cfg.beta * attention)
+                loss = loss + frac * (error(out[f], b.y[f]) + cfg.beta * attention)
             return loss
 
         opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
-        ctx.optimize(model, opt, len(X), cfg.batch_size, cfg.epochs, loss_on_batch, "blindspot")
+        ctx.optimize(model, opt, mixture, cfg.batch_size, cfg.epochs, loss_on_batch, "blindspot")
         return model

@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from obliviate.blocks.batchnorm import frozen_batchnorm
+from obliviate.adapter import forward
 from obliviate.blocks.distill import frozen
+from obliviate.data import iterate
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.training import make_optimizer
@@ -35,10 +36,10 @@ def nearest_wrong_class(model: nn.Module, X: Tensor, y: Tensor, cfg: BoundaryShr
     x = X.clone()
     for _ in range(cfg.attack_steps):
         x.requires_grad_(True)
-        (grad,) = torch.autograd.grad(F.cross_entropy(model(x), y), x)
+        (grad,) = torch.autograd.grad(F.cross_entropy(forward(model, x), y), x)
         x = (x.detach() + cfg.attack_step_size * grad.sign()).clamp(X - cfg.epsilon, X + cfg.epsilon)
     with torch.no_grad():
-        logits = model(x)
+        logits = forward(model, x)
     logits[torch.arange(len(y)), y] = float("-inf")
     return logits.argmax(1)
 
@@ -58,20 +59,23 @@ class BoundaryShrink(Method):
     needs = frozenset({"forget"})
     kinds = frozenset({"classification"})
     scenarios = frozenset({"class"})
+    continuous_inputs = True
 
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         cfg = self.config
-        X, y = data.forget.X.to(ctx.device), data.forget.y.to(ctx.device)
-        targets = nearest_wrong_class(frozen(model), X, y, cfg)
+        forget, teacher = data.forget, frozen(model)
+        targets = torch.cat(
+            [nearest_wrong_class(teacher, b.x, b.y, cfg).cpu() for b in iterate(forget, 1024, device=ctx.device)]
+        )
         opt = make_optimizer(model.parameters(), "sgd", cfg.lr)
-        with frozen_batchnorm(model):
-            ctx.optimize(
-                model,
-                opt,
-                len(X),
-                cfg.batch_size,
-                cfg.epochs,
-                lambda idx: F.cross_entropy(model(X[idx]), targets[idx]),
-                "boundary shrink",
-            )
+        ctx.optimize(
+            model,
+            opt,
+            forget.with_targets(targets),
+            cfg.batch_size,
+            cfg.epochs,
+            lambda b: F.cross_entropy(forward(model, b.x), b.y),
+            "boundary shrink",
+            batchnorm="frozen",
+        )
         return model

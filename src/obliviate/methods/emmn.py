@@ -8,6 +8,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from obliviate.adapter import forward
+from obliviate.data import Batch, Dataset
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.synthesis import class_labels, class_noise, invert_classes
@@ -69,6 +71,7 @@ class EMMN(Method):
     needs = frozenset()
     kinds = frozenset({"classification"})
     scenarios = frozenset({"class"})
+    continuous_inputs = True
 
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         for _ in range(self.config.rounds):
@@ -102,12 +105,13 @@ class EMMN(Method):
         def train_on(X: torch.Tensor, y: torch.Tensor, lr: float, epochs: int, stage: str) -> None:
             opt = make_optimizer(model.parameters(), cfg.optimizer, lr)
 
-            def loss(idx: torch.Tensor) -> torch.Tensor:
+            def loss(b: Batch) -> torch.Tensor:
                 if cfg.freeze_bn:
-                    model.eval()  # ctx.optimize switches to train mode; keep the real-data statistics
-                return loss_fn(model(X[idx]), y[idx])
+                    model.eval()  # the engine switches to train mode; keep the real-data statistics
+                return loss_fn(forward(model, b.x), b.y)
 
-            ctx.optimize(model, opt, len(X), cfg.batch_size, epochs, loss, f"emmn {stage}")
+            noise = Dataset(X.detach().cpu(), y.cpu(), name=f"emmn-{stage}")
+            ctx.optimize(model, opt, noise, cfg.batch_size, epochs, loss, f"emmn {stage}")
 
         train_on(X_mix, y_mix, cfg.impair_lr, cfg.impair_epochs, "impair")
         train_on(X_min, y_min, cfg.repair_lr, cfg.repair_epochs, "repair")

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
+from obliviate.adapter import forward
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.training import make_optimizer, unit_loss
@@ -30,10 +31,9 @@ class Finetune(Method):
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         cfg = self.config
         retain = data.retain
-        X, y = retain.X.to(ctx.device), retain.y.to(ctx.device)
         loss_fn = unit_loss(data.kind, retain.y)
         opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
         ctx.optimize(
-            model, opt, len(X), cfg.batch_size, cfg.epochs, lambda idx: loss_fn(model(X[idx]), y[idx]), "finetune"
+            model, opt, retain, cfg.batch_size, cfg.epochs, lambda b: loss_fn(forward(model, b.x), b.y), "finetune"
         )
         return model

@@ -14,6 +14,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from obliviate.adapter import forward
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.training import make_optimizer, task_loss
@@ -45,10 +46,15 @@ class GaussianFinetune(Method):
         y = train.y.clone()
         noise = torch.randn(int(mask.sum()), generator=ctx.generator)
         y[mask] = y.mean() + y.std() * noise
-        X, y = train.X.to(ctx.device), y.to(ctx.device)
         loss_fn = task_loss("regression", cfg.loss)
         opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
         ctx.optimize(
-            model, opt, len(X), cfg.batch_size, cfg.epochs, lambda idx: loss_fn(model(X[idx]), y[idx]), "gaussian"
+            model,
+            opt,
+            train.with_targets(y),
+            cfg.batch_size,
+            cfg.epochs,
+            lambda b: loss_fn(forward(model, b.x), b.y),
+            "gaussian",
         )
         return model

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from obliviate.adapter import forward
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.models import ActivationRecorder, default_feature_layers, fresh_copy
@@ -152,7 +153,7 @@ class ProbeScore:
         self.forget = list(forget)
         self.weight = cfg.forget_weight
         with frozen(teacher), torch.no_grad():
-            confirmed = teacher(X).argmax(1) == labels
+            confirmed = forward(teacher, X).argmax(1) == labels
         # retained probes the teacher does not put in their own class (failed inversions) are left out
         retained = ~is_forget & confirmed if (~is_forget & confirmed).any() else ~is_forget
         self.X_retained, self.labels, self.X_forget = X[retained], labels[retained], X[is_forget]
@@ -160,8 +161,8 @@ class ProbeScore:
     @torch.no_grad()
     def __call__(self, student: nn.Module) -> dict[str, float]:
         with frozen(student):
-            agreement = float((student(self.X_retained).argmax(1) == self.labels).float().mean())
-            forget_prob = float(student(self.X_forget).softmax(1)[:, self.forget].sum(1).mean())
+            agreement = float((forward(student, self.X_retained).argmax(1) == self.labels).float().mean())
+            forget_prob = float(forward(student, self.X_forget).softmax(1)[:, self.forget].sum(1).mean())
         return {"agreement": agreement, "forget_prob": forget_prob, "score": agreement - self.weight * forget_prob}
 
 
@@ -178,6 +179,7 @@ def gated_knowledge_transfer(
     numbers to log (the benchmark records real test accuracy there, outside the method).
     """
     forget = data.forget_classes
+    engine = ctx.engine
     student = fresh_copy(teacher, seed=ctx.seed).to(ctx.device)
     generator = Generator(data.input_shape, cfg.z_dim, cfg.generator_width).to(ctx.device)
     layers = cfg.layers if cfg.layers is not None else default_feature_layers(teacher)
@@ -191,11 +193,19 @@ def gated_knowledge_transfer(
     def sample() -> tuple[Tensor, Tensor, Tensor]:
         z = torch.randn((cfg.batch_size, cfg.z_dim), generator=ctx.generator).to(ctx.device)
         x = generator(z)
-        t_logits = teacher(x)
+        t_logits = forward(teacher, x)
         return x, t_logits, gate_mask(t_logits.detach(), forget, cfg.gate)
 
     def forget_logprob(logits: Tensor) -> Tensor:
         return logits.log_softmax(1)[:, forget].logsumexp(1)
+
+    def generator_loss(x: Tensor, t_logits: Tensor, keep: Tensor) -> Tensor:
+        loss_g = cfg.avoid_forget * F.relu(forget_logprob(t_logits) - math.log(cfg.gate)).mean()
+        mean_p = t_logits.softmax(1).mean(0)
+        loss_g = loss_g + cfg.diversity * (mean_p * mean_p.clamp_min(1e-12).log()).sum()
+        if keep.any():
+            loss_g = loss_g - kl(forward(student, x[keep]), t_logits[keep])
+        return loss_g
 
     def kl(s_logits: Tensor, t_logits: Tensor) -> Tensor:
         # log-space target: the gradient of p log p is NaN where a teacher probability underflows to 0
@@ -220,32 +230,22 @@ def gated_knowledge_transfer(
         check(0, 1.0)
         with Progress("gkt", total=cfg.iterations, enabled=ctx.progress) as bar:
             for iteration in range(1, cfg.iterations + 1):
-                x, t_logits, keep = sample()
-                loss_g = cfg.avoid_forget * F.relu(forget_logprob(t_logits) - math.log(cfg.gate)).mean()
-                mean_p = t_logits.softmax(1).mean(0)
-                loss_g = loss_g + cfg.diversity * (mean_p * mean_p.clamp_min(1e-12).log()).sum()
-                if keep.any():
-                    loss_g = loss_g - kl(student(x[keep]), t_logits[keep])
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
-                ctx.steps += 1
+                with engine.autocast():
+                    x, t_logits, keep = sample()
+                    loss_g = generator_loss(x, t_logits, keep)
+                engine.step(loss_g, opt_g, where=f"gkt generator (iteration {iteration})")
                 kept = 0
                 for _ in range(cfg.student_steps):
-                    with torch.no_grad():
+                    with torch.no_grad(), engine.autocast():
                         x, t_logits, keep = sample()
                     kept += int(keep.sum())
                     if not keep.any():
                         continue
-                    s_logits = student(x[keep])
-                    t_feats = {k: v[keep] for k, v in t_rec.activations.items()}
-                    loss_s = kl(s_logits, t_logits[keep]) + cfg.beta * attention_loss(s_rec.activations, t_feats)
-                    if not torch.isfinite(loss_s):
-                        raise FloatingPointError(f"gkt: student loss became {loss_s.item()} at iteration {iteration}")
-                    opt_s.zero_grad(set_to_none=True)
-                    loss_s.backward()
-                    opt_s.step()
-                    ctx.steps += 1
+                    with engine.autocast():
+                        s_logits = forward(student, x[keep])
+                        t_feats = {k: v[keep] for k, v in t_rec.activations.items()}
+                        loss_s = kl(s_logits, t_logits[keep]) + cfg.beta * attention_loss(s_rec.activations, t_feats)
+                    engine.step(loss_s, opt_s, where=f"gkt student (iteration {iteration})")
                 for opt, sch in zip((opt_g, opt_s), sched, strict=True):
                     if opt.state:  # an optimiser whose every batch was gated out has not stepped yet
                         sch.step()
@@ -277,6 +277,7 @@ class GKT(Method):
     needs = frozenset()
     kinds = frozenset({"classification"})
     scenarios = frozenset({"class"})
+    continuous_inputs = True
 
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         result = gated_knowledge_transfer(model, data, self.config, ctx)

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
+from obliviate.adapter import forward
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.training import accuracy, make_optimizer, predict, unit_loss
@@ -41,28 +42,27 @@ class GradientAscent(Method):
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         cfg = self.config
         forget = data.forget
-        X, y = forget.X.to(ctx.device), forget.y.to(ctx.device)
-        loss_fn = unit_loss(data.kind, y)
+        loss_fn = unit_loss(data.kind, forget.y)
         opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
         stop = None
         if cfg.stop_accuracy is not None and data.kind == "classification":
 
             def stop() -> bool:
-                return accuracy(model, forget, ctx.device) <= cfg.stop_accuracy
+                return accuracy(model, forget) <= cfg.stop_accuracy
 
         elif cfg.stop_loss_factor is not None and data.kind == "regression":
-            limit = cfg.stop_loss_factor * float(loss_fn(predict(model, X, device=ctx.device), y))
+            limit = cfg.stop_loss_factor * float(loss_fn(predict(model, forget), forget.y))
 
             def stop() -> bool:
-                return float(loss_fn(predict(model, X, device=ctx.device), y)) >= limit
+                return float(loss_fn(predict(model, forget), forget.y)) >= limit
 
         ctx.optimize(
             model,
             opt,
-            len(X),
+            forget,
             cfg.batch_size,
             cfg.epochs,
-            lambda idx: -loss_fn(model(X[idx]), y[idx]),
+            lambda b: -loss_fn(forward(model, b.x), b.y),
             "gradient ascent",
             cfg.max_steps,
             stop,

@@ -8,6 +8,8 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from obliviate.adapter import forward
+from obliviate.data import Batch
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.training import make_optimizer, task_loss
@@ -43,17 +45,17 @@ class L1Sparse(Method):
 
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         cfg = self.config
-        X, y = data.retain.X.to(ctx.device), data.retain.y.to(ctx.device)
+        retain = data.retain
         loss_fn = task_loss(data.kind)
         opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
         weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
-        total = cfg.epochs * -(-len(X) // cfg.batch_size)
+        total = cfg.epochs * -(-len(retain) // cfg.batch_size)
         start = ctx.steps
 
-        def loss(idx: Tensor) -> Tensor:
+        def loss(b: Batch) -> Tensor:
             gamma = cfg.gamma * (1 - (ctx.steps - start) / total)
             l1 = torch.stack([w.abs().sum() for w in weights]).sum()
-            return loss_fn(model(X[idx]), y[idx]) + gamma * l1
+            return loss_fn(forward(model, b.x), b.y) + gamma * l1
 
-        ctx.optimize(model, opt, len(X), cfg.batch_size, cfg.epochs, loss, "l1-sparse")
+        ctx.optimize(model, opt, retain, cfg.batch_size, cfg.epochs, loss, "l1-sparse")
         return model

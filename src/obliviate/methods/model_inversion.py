@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from obliviate.adapter import forward
+from obliviate.data import Batch, Dataset
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.models import fresh_copy
@@ -55,6 +57,7 @@ class ModelInversion(Method):
     needs = frozenset()
     kinds = frozenset({"classification"})
     scenarios = frozenset({"class"})
+    continuous_inputs = True
 
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         cfg = self.config
@@ -93,10 +96,11 @@ def distil_retained(
     opt = make_optimizer(student.parameters(), cfg.optimizer, cfg.lr)
     T = cfg.temperature
 
-    def loss(idx: Tensor) -> Tensor:  # soft-target cross-entropy = KL to the teacher + a constant
-        return F.cross_entropy(student(X[idx]) / T, targets[idx]) * T * T
+    def loss(b: Batch) -> Tensor:  # soft-target cross-entropy = KL to the teacher + a constant
+        return F.cross_entropy(forward(student, b.x) / T, targets[b.index]) * T * T
 
-    ctx.optimize(student, opt, len(X), cfg.batch_size, cfg.epochs, loss, "model inversion distil")
+    inputs = Dataset(X.detach().cpu(), torch.zeros(len(X), dtype=torch.long), name="inverted")
+    ctx.optimize(student, opt, inputs, cfg.batch_size, cfg.epochs, loss, "model inversion distil")
     return student
 
 
@@ -104,6 +108,6 @@ def distil_retained(
 def _soft_targets(teacher: nn.Module, X: Tensor, forget: list[int], temperature: float) -> Tensor:
     """Teacher probabilities at ``temperature`` over the retained classes only (forget classes get 0)."""
     with frozen(teacher):
-        logits = torch.cat([teacher(X[i : i + 1024]) for i in range(0, len(X), 1024)])
+        logits = torch.cat([forward(teacher, X[i : i + 1024]) for i in range(0, len(X), 1024)])
     logits[:, forget] = -torch.inf
     return (logits / temperature).softmax(1)

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from obliviate.adapter import forward
+from obliviate.data import Batch, take
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.training import make_optimizer
@@ -45,15 +47,14 @@ class NegGradPlus(Method):
 
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         cfg = self.config
-        Xf, yf = data.forget.X.to(ctx.device), data.forget.y.to(ctx.device)
-        Xr, yr = data.retain.X.to(ctx.device), data.retain.y.to(ctx.device)
+        forget, retain = data.forget, data.retain
         cap = cfg.ascent_cap * math.log(data.num_classes)
         opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
 
-        def loss(idx: Tensor) -> Tensor:
-            fidx = torch.randint(0, len(Xf), (len(idx),), generator=ctx.generator).to(ctx.device)
-            ascent = F.cross_entropy(model(Xf[fidx]), yf[fidx], reduction="none").clamp(max=cap).mean()
-            return cfg.alpha * F.cross_entropy(model(Xr[idx]), yr[idx]) - (1 - cfg.alpha) * ascent
+        def loss(b: Batch) -> Tensor:
+            f = take(forget, torch.randint(0, len(forget), (len(b),), generator=ctx.generator), ctx.device)
+            ascent = F.cross_entropy(forward(model, f.x), f.y, reduction="none").clamp(max=cap).mean()
+            return cfg.alpha * F.cross_entropy(forward(model, b.x), b.y) - (1 - cfg.alpha) * ascent
 
-        ctx.optimize(model, opt, len(Xr), cfg.batch_size, cfg.epochs, loss, "neggrad+")
+        ctx.optimize(model, opt, retain, cfg.batch_size, cfg.epochs, loss, "neggrad+")
         return model

@@ -27,6 +27,6 @@ class Retrain(Method):
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         model = fresh_copy(model, seed=ctx.seed).to(ctx.device)
         recipe = self.config.recipe.model_copy(update={"seed": ctx.seed})
-        result = fit(model, data.retain, recipe, device=ctx.device, progress=ctx.progress)
+        result = fit(model, data.retain, recipe, device=ctx.device, precision=ctx.precision, progress=ctx.progress)
         ctx.steps += result.steps
         return result.model

@@ -69,9 +69,7 @@ class Salun(Method):
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         cfg = self.config
         forget = data.forget
-        grads = gradient_statistics(
-            model, forget.X.to(ctx.device), forget.y.to(ctx.device), F.cross_entropy, squared=False
-        )
+        grads = gradient_statistics(model, forget, F.cross_entropy, squared=False, device=ctx.device)
         masks = saliency_masks(grads, cfg.mask_fraction)
         params = dict(model.named_parameters())
         handles = [params[name].register_hook(lambda g, m=mask: g * m) for name, mask in masks.items()]

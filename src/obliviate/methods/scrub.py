@@ -8,7 +8,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from obliviate.adapter import forward
 from obliviate.blocks.distill import frozen, kl_to_teacher
+from obliviate.data import Batch
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.training import make_optimizer
@@ -61,23 +63,22 @@ class Scrub(Method):
         cfg = self.config
         teacher = frozen(model)
         T = cfg.temperature
-        Xf = data.forget.X.to(ctx.device)
-        Xr, yr = data.retain.X.to(ctx.device), data.retain.y.to(ctx.device)
+        forget, retain = data.forget, data.retain
         opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)  # one optimiser for both passes
 
-        def kd(student: Tensor, x: Tensor) -> Tensor:
+        def kd(student: Tensor, x) -> Tensor:
             # T^2 keeps the gradient of the softened KL on the scale of the hard-label loss (Hinton et al.)
-            return T * T * kl_to_teacher(student, teacher(x), T)
+            return T * T * kl_to_teacher(student, forward(teacher, x), T)
 
-        def max_loss(idx: Tensor) -> Tensor:
-            return -kd(model(Xf[idx]), Xf[idx])
+        def max_loss(b: Batch) -> Tensor:
+            return -kd(forward(model, b.x), b.x)
 
-        def min_loss(idx: Tensor) -> Tensor:
-            out = model(Xr[idx])
-            return cfg.alpha * kd(out, Xr[idx]) + cfg.gamma * F.cross_entropy(out, yr[idx])
+        def min_loss(b: Batch) -> Tensor:
+            out = forward(model, b.x)
+            return cfg.alpha * kd(out, b.x) + cfg.gamma * F.cross_entropy(out, b.y)
 
         for epoch in range(cfg.epochs):
             if epoch < cfg.max_epochs:
-                ctx.optimize(model, opt, len(Xf), cfg.forget_batch_size, 1, max_loss, "scrub max")
-            ctx.optimize(model, opt, len(Xr), cfg.batch_size, 1, min_loss, "scrub min")
+                ctx.optimize(model, opt, forget, cfg.forget_batch_size, 1, max_loss, "scrub max")
+            ctx.optimize(model, opt, retain, cfg.batch_size, 1, min_loss, "scrub min")
         return model

@@ -33,6 +33,13 @@ class Sisa(Method):
     needs = frozenset({"train", "forget"})
     kinds = frozenset({"classification"})
 
+    @classmethod
+    def check_model(cls, model: nn.Module, task) -> None:
+        if not isinstance(model, SISAEnsemble) and getattr(model, "obliviate_spec", None) is None:
+            raise MethodError(
+                "sisa rebuilds its shard models by name: use a SISA ensemble or a model made by build_model"
+            )
+
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         mask = data.train_forget_mask
         if isinstance(model, SISAEnsemble):

@@ -8,7 +8,9 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from obliviate.adapter import predict
 from obliviate.blocks.importance import gradient_statistics
+from obliviate.data import Dataset
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.training import task_loss
@@ -46,12 +48,10 @@ def ratio_quantile(ratios: list[Tensor], q: float) -> float:
 
 
 @torch.no_grad()
-def forget_fit(model: nn.Module, X: Tensor, y: Tensor, kind: str) -> tuple[float, float | None]:
+def forget_fit(model: nn.Module, forget: Dataset, kind: str) -> tuple[float, float | None]:
     """Mean loss on the forget rows, and accuracy (percent) for classification, in eval mode."""
-    was_training = model.training
-    model.eval()
-    out = torch.cat([model(X[i : i + 1024]) for i in range(0, len(X), 1024)])
-    model.train(was_training)
+    out = predict(model, forget)
+    y = forget.y
     acc = float((out.argmax(1) == y).float().mean() * 100) if kind == "classification" else None
     return float(task_loss(kind)(out, y)), acc
 
@@ -72,19 +72,17 @@ class Ssd(Method):
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         cfg = self.config
         loss_fn = task_loss(data.kind)
-        Xf, yf = data.forget.X.to(ctx.device), data.forget.y.to(ctx.device)
 
-        def importance(X: Tensor, y: Tensor) -> dict[str, Tensor]:
-            return gradient_statistics(model, X, y, loss_fn, squared=True, batch_size=cfg.batch_size)
+        def importance(view):
+            return gradient_statistics(model, view, loss_fn, squared=True, batch_size=cfg.batch_size, device=ctx.device)
 
-        on_forget = importance(Xf, yf)
-        on_all = importance(data.train.X.to(ctx.device), data.train.y.to(ctx.device))
+        on_forget, on_all = importance(data.forget), importance(data.train)
         ratios = {name: on_forget[name] / on_all[name].clamp_min(1e-30) for name in on_forget}
         top_ratio = max(float(r.max()) for r in ratios.values())
         alpha = cfg.alpha
         if alpha is None:
             alpha = max(1.0, ratio_quantile(list(ratios.values()), cfg.selection_quantile))
-        before = forget_fit(model, Xf, yf, data.kind)
+        before = forget_fit(model, data.forget, data.kind)
         dampened, total = 0, 0
         with torch.no_grad():
             for name, p in model.named_parameters():
@@ -95,7 +93,7 @@ class Ssd(Method):
                 factor = (cfg.dampening / r.clamp_min(1e-30)).clamp(max=1.0)
                 p.mul_(torch.where(selected, factor, torch.ones_like(factor)))
                 dampened, total = dampened + int(selected.sum()), total + selected.numel()
-        after = forget_fit(model, Xf, yf, data.kind)
+        after = forget_fit(model, data.forget, data.kind)
         # The usable alpha depends on the data and model; these tell a user where it lies.
         ctx.details.update(
             alpha=alpha,

@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from obliviate.adapter import forward
 from obliviate.blocks.noise import learn_noise
-from obliviate.data import Dataset
+from obliviate.data import Batch, Dataset, concat, iterate
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, MethodError, RunContext, register
 from obliviate.training import make_optimizer
@@ -56,6 +57,15 @@ def sample_per_class(data: Dataset, per_class: int, generator: torch.Generator) 
     return data.subset(torch.cat(picks).sort().values)
 
 
+def input_range(data: Dataset, batch_size: int = 1024) -> tuple[float, float, float]:
+    """Smallest and largest input value of ``data`` and its mean row norm, read batch by batch."""
+    low, high, norms = float("inf"), float("-inf"), 0.0
+    for b in iterate(data, batch_size):
+        low, high = min(low, float(b.x.min())), max(high, float(b.x.max()))
+        norms += float(b.x.flatten(1).norm(dim=1).sum())
+    return low, high, norms / max(len(data), 1)
+
+
 @register
 class Unsir(Method):
     """Error-maximising noise per forgotten class, impair on it, repair on retained rows; never reads Df.
@@ -69,6 +79,7 @@ class Unsir(Method):
     needs = frozenset({"retain"})
     kinds = frozenset({"classification"})
     scenarios = frozenset({"class"})
+    continuous_inputs = True
 
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         cfg = self.config
@@ -78,7 +89,7 @@ class Unsir(Method):
         retain = data.retain
         if cfg.retain_per_class is not None:
             retain = sample_per_class(retain, cfg.retain_per_class, ctx.generator)
-        Xr, yr = retain.X.to(ctx.device), retain.y.to(ctx.device)
+        low, high, retain_norm = input_range(retain)
         noise = learn_noise(
             model,
             labels,
@@ -87,33 +98,19 @@ class Unsir(Method):
             steps=cfg.noise_steps,
             lr=cfg.noise_lr,
             l2=cfg.noise_l2,
-            bounds=(float(Xr.min()), float(Xr.max())) if cfg.clamp_noise else None,
+            bounds=(low, high) if cfg.clamp_noise else None,
             generator=ctx.generator,
             device=ctx.device,
         )
-        norms = (noise.flatten(1).norm(dim=1).mean(), Xr.flatten(1).norm(dim=1).mean())
-        ctx.details.update(noise_row_norm=float(norms[0]), retain_row_norm=float(norms[1]), retain_rows=len(Xr))
-        X = torch.cat([noise, Xr])
-        y = torch.cat([labels.to(ctx.device), yr])
+        noise_norm = float(noise.flatten(1).norm(dim=1).mean())
+        ctx.details.update(noise_row_norm=noise_norm, retain_row_norm=retain_norm, retain_rows=len(retain))
+        mixture = concat([Dataset(noise.cpu(), labels, name="unsir-noise"), retain])
+
+        def loss(b: Batch) -> torch.Tensor:
+            return F.cross_entropy(forward(model, b.x), b.y)
 
         impair = make_optimizer(model.parameters(), "adam", cfg.impair_lr)
-        ctx.optimize(
-            model,
-            impair,
-            len(X),
-            cfg.batch_size,
-            cfg.impair_epochs,
-            lambda idx: F.cross_entropy(model(X[idx]), y[idx]),
-            "unsir impair",
-        )
+        ctx.optimize(model, impair, mixture, cfg.batch_size, cfg.impair_epochs, loss, "unsir impair")
         repair = make_optimizer(model.parameters(), "adam", cfg.repair_lr)
-        ctx.optimize(
-            model,
-            repair,
-            len(Xr),
-            cfg.batch_size,
-            cfg.repair_epochs,
-            lambda idx: F.cross_entropy(model(Xr[idx]), yr[idx]),
-            "unsir repair",
-        )
+        ctx.optimize(model, repair, retain, cfg.batch_size, cfg.repair_epochs, loss, "unsir repair")
         return model

@@ -17,10 +17,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from obliviate.adapter import forward, model_device, predict
 from obliviate.data import Dataset
+from obliviate.engine import Engine
 from obliviate.forget import UnlearningTask
 from obliviate.metrics.base import MetricContext, metric
-from obliviate.training import batches, make_optimizer, predict, task_loss
+from obliviate.training import make_optimizer, task_loss
 
 
 class RelearnSettings(BaseModel):
@@ -77,39 +79,45 @@ def relearn_steps(
     settings: RelearnSettings | None = None,
     *,
     seed: int = 0,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
 ) -> int:
     """Optimiser steps until a deep copy of ``model``, fine-tuned on the relearning data, gets its
     forget performance back to within ``alpha`` of ``target`` (the original model's); checked
-    before the first step and after every step. ``model`` itself is not modified."""
+    before the first step and after every step. ``model`` itself is not modified. The copy
+    trains through the shared ``Engine`` (NaN guard included) where ``model`` lives, or on
+    ``device``."""
     settings = settings or RelearnSettings()
     kind = task.kind
     probe = _probe(task)
     data = relearn_data(task, settings, seed)
-    X, y = data.X.to(device), data.y.to(device)
-    student = copy.deepcopy(model).to(device)
+    student = copy.deepcopy(model)
+    engine = Engine(torch.device(device) if device is not None else model_device(model))
+    student.to(engine.device)
     loss_fn = task_loss(kind)
     opt = make_optimizer(student.parameters(), settings.optimizer, settings.lr, settings.momentum)
     gen = torch.Generator().manual_seed(seed)
 
     def done() -> bool:
-        return recovered(
-            _performance(predict(student, probe.X, device=device), probe.y, kind), target, kind, settings.alpha
-        )
+        recall = _performance(predict(student, probe), probe.y, kind)
+        student.train()
+        return recovered(recall, target, kind, settings.alpha)
 
-    steps = 0
     if done():
         return 0
-    while True:
-        for idx in batches(len(X), settings.batch_size, gen):
-            student.train()
-            loss = loss_fn(student(X[idx.to(device)]), y[idx.to(device)])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            steps += 1
-            if done() or steps >= settings.max_steps:
-                return steps
+    epochs = -(-settings.max_steps // max(1, -(-len(data) // settings.batch_size)))
+    engine.run(
+        student,
+        opt,
+        data,
+        lambda b: loss_fn(forward(student, b.x), b.y),
+        epochs=epochs,
+        batch_size=settings.batch_size,
+        generator=gen,
+        max_steps=settings.max_steps,
+        stop=done,
+        description="relearn",
+    )
+    return engine.steps
 
 
 def anamnesis_index(unlearned_steps: int, reference_steps: int) -> float:

@@ -30,7 +30,8 @@ class MetricContext:
     original_model: nn.Module | None = None
     reference_model: nn.Module | None = None
     seed: int = 0
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: torch.device | None = None
+    """Where to run extra forward passes; None: wherever each model lives."""
     options: dict[str, dict] = field(default_factory=dict)
     """Per-metric settings by metric name, e.g. ``{"lira": {"shadow_models": 16}}``."""
 

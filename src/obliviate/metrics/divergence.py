@@ -15,7 +15,7 @@ def random_model_outputs(ctx: MetricContext, view: str = "forget") -> torch.Tens
     seeded by ``ctx.seed`` so every model in one evaluation is compared with the same random
     network; the global RNG is left as it was."""
     rand = fresh_copy(ctx.model, seed=ctx.seed, keep_frozen=False)
-    return predict(rand, getattr(ctx.task, view).X, device=ctx.device)
+    return predict(rand, getattr(ctx.task, view), device=ctx.device)
 
 
 def zrf_score(logits: torch.Tensor, random_logits: torch.Tensor) -> float:

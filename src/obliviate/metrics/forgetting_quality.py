@@ -87,8 +87,8 @@ class ModelScores:
     test_acc: float
 
 
-def score_model(model: nn.Module, task: UnlearningTask, device="cpu") -> ModelScores:
-    logits = predict(model, task.forget.X, device=device)
+def score_model(model: nn.Module, task: UnlearningTask, device=None) -> ModelScores:
+    logits = predict(model, task.forget, device=device)
     y = task.forget.y
     return ModelScores(
         logit_confidence(logits, y).numpy(),

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from obliviate.data import Dataset
+from obliviate.data import Dataset, concat
 from obliviate.forget import UnlearningTask
 from obliviate.metrics.base import MetricContext, metric
 from obliviate.metrics.scores import logit_confidence
@@ -55,7 +55,7 @@ def attack_summary(positive: np.ndarray, negative: np.ndarray) -> dict[str, floa
 
 def shadow_pool(train: Dataset, test: Dataset) -> Dataset:
     """Every row of the split, train then test: the population shadow models sample from."""
-    return Dataset(torch.cat([train.X, test.X]), torch.cat([train.y, test.y]), name=f"{train.name}-pool")
+    return concat([train, test], name=f"{train.name}-pool")
 
 
 def shadow_members(rows: int, k: int, seed: int) -> np.ndarray:
@@ -76,7 +76,7 @@ def train_shadow(
     shadow = fresh_copy(template, seed=seed * 1000 + index)
     rows = torch.from_numpy(np.nonzero(members[index])[0])
     fit(shadow, pool.subset(rows), recipe.model_copy(update={"seed": index}), device=device)
-    return logit_confidence(predict(shadow, pool.X, device=device), pool.y).numpy()
+    return logit_confidence(predict(shadow, pool, device=device), pool.y).numpy()
 
 
 def _shadow_key(model: torch.nn.Module, k: int, recipe: TrainConfig, seed: int) -> tuple:

@@ -183,7 +183,7 @@ def _per_class_accuracy(outputs: torch.Tensor, y: torch.Tensor, num_classes: int
 
 def _loss_histogram(model: nn.Module, task: UnlearningTask, view: str, device: str) -> list[int]:
     data = getattr(task, view)
-    loss = per_example_loss(predict(model, data.X, device=device), data.y, task.kind).numpy()
+    loss = per_example_loss(predict(model, data, device=device), data.y, task.kind).numpy()
     clipped = np.clip(loss, LOSS_EDGES[0], LOSS_EDGES[-1])
     return np.histogram(clipped, LOSS_EDGES)[0].tolist()
 
@@ -217,7 +217,7 @@ def run_method(job: Job) -> dict:
     }
     if task.kind == "classification":
         record["per_class_test_acc"] = {
-            name: _per_class_accuracy(predict(m, task.test.X, device=job.device), task.test.y, task.num_classes)
+            name: _per_class_accuracy(predict(m, task.test, device=job.device), task.test.y, task.num_classes)
             for name, m in models.items()
         }
     return record
