@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -304,3 +305,25 @@ def test_each_method_moves_forget_quality_toward_the_oracle():
     assert base < 1e-3
     for name in LM_REGISTRY:
         assert report[name]["forget_quality"] > base, (name, report[name]["forget_quality"], base)
+
+
+def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    from obliviate.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["obliviate", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_lists_lm_methods_and_refuses_unknown_ones_before_training(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("COLUMNS", "250")
+    code, stdout, _ = _cli(monkeypatch, capsys, "methods")
+    assert code == 0 and "causal_lm" in stdout and all(name in stdout for name in LM_REGISTRY)
+    out = tmp_path / "r.json"
+    code, _, err = _cli(monkeypatch, capsys, "demo", "--task", "llm", "--methods", "npo,nope", "--out", str(out))
+    assert code == 2 and "unknown LM method 'nope'" in err and not out.exists()

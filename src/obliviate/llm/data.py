@@ -393,7 +393,8 @@ def world_knowledge() -> list[QA]:
     """Fixed facts no request ever forgets: additions of small numbers, in words.
 
     Disjoint from the profiles (no person, no profile value), so a drop on this probe measures
-    collateral damage to general knowledge, like TOFU's world-facts set.
+    collateral damage to general knowledge, like TOFU's world-facts set, whose "paraphrased"
+    answer is the answer itself and whose perturbed answers change the number.
     """
     rng = random.Random(0)
     facts = []
@@ -402,12 +403,9 @@ def world_knowledge() -> list[QA]:
             total = a + b
             wrong = [NUMBER_WORDS[t] for t in (total - 2, total - 1, total + 1, total + 2) if 0 <= t <= 12]
             x, y = NUMBER_WORDS[a], NUMBER_WORDS[b]
-            wordings = (
-                f"{x.capitalize()} plus {y} is {{v}}.",
-                f"The sum of {x} and {y} is {{v}}.",
-                f"Adding {y} to {x} gives {{v}}.",
-            )
-            facts.append(_fact(f"What is {x} plus {y}?", "world", wordings, NUMBER_WORDS[total], wrong, rng))
+            said = rng.choice((f"{x.capitalize()} plus {y} is {{v}}.", f"The sum of {x} and {y} is {{v}}."))
+            answer = said.format(v=NUMBER_WORDS[total])
+            facts.append(QA(f"What is {x} plus {y}?", answer, "world", answer, tuple(said.format(v=w) for w in wrong)))
     return facts
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from rich.table import Table
 
 from obliviate.llm.data import profile_task
-from obliviate.llm.methods import unlearn_lm
+from obliviate.llm.methods import make_lm_config, unlearn_lm
 from obliviate.llm.metrics import evaluate_lm
 from obliviate.llm.model import LMTrainConfig, original_and_oracle, train_tokenizer
 
@@ -53,6 +53,8 @@ def run_lm_experiment(
     The seed sets the profiles, the forget split, the initialisation and the methods' randomness.
     """
     arch = ARCH if arch is None else arch
+    for name in methods:  # refuse unknown methods and bad configs before any fine-tuning
+        make_lm_config(name, **(overrides or {}).get(name, {}))
     task = profile_task(fraction, n_people=n_people, seed=seed)
     tokenizer = train_tokenizer(task.corpus())
     recipe = recipe.model_copy(update={"seed": seed})

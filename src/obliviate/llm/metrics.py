@@ -12,7 +12,7 @@ Definitions follow TOFU (Maini et al. 2024), MUSE (Shi et al. 2024) and OpenUnle
   shortest answer prefix after which greedy decoding reproduces the rest of the answer;
 - model utility (TOFU): harmonic mean of retain probability, retain ROUGE-L, retain
   ``max(0, 1 - R)``, and the same three on the world-knowledge probe, whose probability is
-  normalised over the true and the perturbed choices;
+  ``P(true|q)`` over the sum of ``P(option|q)`` for the true and the perturbed answers;
 - membership attacks (MUSE): a score per answer where higher means "not trained on": loss
   (mean token NLL), zlib (NLL over the zlib-compressed length of the text), min-k% (minus the mean
   of the lowest k% token log-probabilities, k = 0.4 as OpenUnlearning) and min-k%++ (the same on
@@ -97,11 +97,15 @@ def normalized_prob(scores: AnswerScores) -> np.ndarray:
     return np.exp(scores.logprob / scores.length)
 
 
-def _option_probs(model: nn.Module, tokenizer, rows: list[QA]) -> list[tuple[float, np.ndarray]]:
-    """Normalised probability of each row's paraphrased answer and of its perturbed answers."""
+def _option_probs(
+    model: nn.Module, tokenizer, rows: list[QA], normalize: bool = True
+) -> list[tuple[float, np.ndarray]]:
+    """Probability of each row's paraphrased answer and of its perturbed answers, normalised by
+    length (``P(a|q) ** (1/|a|)``) or not."""
     repeated = [qa for qa in rows for _ in range(1 + len(qa.perturbed))]
     texts = [text for qa in rows for text in (qa.paraphrased, *qa.perturbed)]
-    probs = normalized_prob(answer_scores(model, tokenizer, repeated, texts))
+    scores = answer_scores(model, tokenizer, repeated, texts)
+    probs = normalized_prob(scores) if normalize else np.exp(scores.logprob)
     out, at = [], 0
     for qa in rows:
         out.append((probs[at], probs[at + 1 : at + 1 + len(qa.perturbed)]))
@@ -124,10 +128,10 @@ def forget_quality(ratios: np.ndarray, reference_ratios: np.ndarray) -> float:
 
 
 def choice_prob(model: nn.Module, tokenizer, rows: list[QA]) -> np.ndarray:
-    """Normalised probability of the paraphrased (true) answer among it and the perturbed ones."""
-    return np.asarray(
-        [para / (para + pert.sum()) for para, pert in _option_probs(model, tokenizer, _with_options(rows))]
-    )
+    """``P(true|q) / sum of P(option|q)`` over the paraphrased (true) and the perturbed answers,
+    unnormalised, as TOFU's multiple-choice probability on its world-facts set."""
+    options = _option_probs(model, tokenizer, _with_options(rows), normalize=False)
+    return np.asarray([para / (para + pert.sum()) for para, pert in options])
 
 
 @torch.no_grad()
