@@ -44,7 +44,8 @@ def table(runs: list[dict], names: list[str]) -> str:
 def verdict(runs: list[dict], methods: list[str]) -> str:
     """The issue's targets: original forget quality <= 1e-5; some method with forget quality
     >= 0.1 and model utility >= 0.9 of the original's (medians / means over seeds)."""
-    lines = [f"original forget quality per seed: {', '.join(f'{r['original']['forget_quality']:.1e}' for r in runs)}"]
+    per_seed = ", ".join(f"{r['original']['forget_quality']:.1e}" for r in runs)
+    lines = [f"original forget quality per seed: {per_seed}"]
     for name in methods:
         fq = statistics.median(r[name]["forget_quality"] for r in runs)
         mu = statistics.fmean(r[name]["model_utility"] / r["original"]["model_utility"] for r in runs)

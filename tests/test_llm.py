@@ -42,7 +42,7 @@ from obliviate.llm.metrics import (  # noqa: E402
     rouge_l_recall,
     truth_ratios,
 )
-from obliviate.llm.model import IGNORE, encode, qa_batch, sequence_logprob  # noqa: E402
+from obliviate.llm.model import IGNORE, encode, prompt, qa_batch, sequence_logprob  # noqa: E402
 from obliviate.methods import MethodError  # noqa: E402
 
 PINNED_ANSWER = "The birthplace of Gaia Zolike is Estravo."
@@ -124,13 +124,13 @@ def test_jsonl_loader_rejects_bad_rows_in_one_line(tmp_path, line, message):
     assert "\n" not in str(info.value)
 
 
-def test_encoding_masks_the_prompt(tok):
-    ids, labels = encode(tok, "Where was Ada born?", "Ada was born in Arvento.")
-    answer = [i for i, lab in zip(ids, labels, strict=True) if lab != IGNORE]
-    assert tok.decode(answer, skip_special_tokens=True).split() == ["Ada", "was", "born", "in", "Arvento."] or (
-        tok.decode(answer[:-1]).replace(" .", ".") == "Ada was born in Arvento."
-    )
-    assert answer[-1] == tok.eos_token_id and labels[0] == IGNORE
+def test_encoding_masks_the_prompt(task, tok):
+    qa = task.forget[0]
+    ids, labels = encode(tok, qa.question, qa.answer)
+    head = len(tok(prompt(qa.question))["input_ids"])
+    assert labels[:head] == [IGNORE] * head and labels[head:] == ids[head:]
+    assert ids[head:-1] == tok(" " + qa.answer, add_special_tokens=False)["input_ids"]
+    assert ids[-1] == tok.eos_token_id and tok.unk_token_id not in ids
 
 
 # --- exact identities --------------------------------------------------------------------
