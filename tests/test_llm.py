@@ -327,3 +327,31 @@ def test_cli_lists_lm_methods_and_refuses_unknown_ones_before_training(monkeypat
     out = tmp_path / "r.json"
     code, _, err = _cli(monkeypatch, capsys, "demo", "--task", "llm", "--methods", "npo,nope", "--out", str(out))
     assert code == 2 and "unknown LM method 'nope'" in err and not out.exists()
+
+
+def test_cli_forgets_keys_in_a_model_directory_and_evaluates_it(monkeypatch, capsys, tmp_path, task, tok, model):
+    source = save_causal_lm(tmp_path / "original", model, tok)
+    facts = tmp_path / "facts.jsonl"
+    rows = task.forget + task.retain[:20] + task.holdout[:10]
+    facts.write_text("\n".join(json.dumps({**qa.__dict__, "perturbed": list(qa.perturbed)}) for qa in rows))
+    keys = ",".join(task.forget_keys)
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    out = tmp_path / "forgot"
+    args = ["forget-lm", "--model", str(source), "--data", str(facts), "--keys", keys, "--out", str(out)]
+    code, stdout, err = _cli(monkeypatch, capsys, *args, "--method", "gradient_ascent", "--set", "epochs=1")
+    assert code == 0, err
+    assert json.loads((out / "unlearning.json").read_text())["run"]["method"] == "gradient_ascent"
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before  # the original is untouched
+    code, _, err = _cli(monkeypatch, capsys, *args)  # --out exists now
+    assert code == 2 and "exists" in err and len(err.strip().splitlines()) == 1
+    report = tmp_path / "report.json"
+    holdout = ",".join(sorted({qa.key for qa in task.holdout[:10]}))
+    code, stdout, err = _cli(
+        monkeypatch, capsys, "evaluate-lm", "--model", f"a={source}", "--model", f"b={out}", "--data", str(facts),
+        "--keys", keys, "--holdout-keys", holdout, "--reference", "a", "--out", str(report),
+    )  # fmt: skip
+    assert code == 0, err
+    assert set(json.loads(report.read_text())) == {"a", "b"}
+    facts.write_text('{"question": "q"}\n')
+    code, _, err = _cli(monkeypatch, capsys, *args[:-1], str(tmp_path / "new"))
+    assert code == 2 and "'answer' is missing" in err and not (tmp_path / "new").exists()

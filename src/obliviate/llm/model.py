@@ -87,8 +87,10 @@ def load_causal_lm(path: str | Path):
     return model, tokenizer
 
 
-def save_causal_lm(path: str | Path, model, tokenizer) -> Path:
-    """Write model and tokenizer into a fresh directory, renamed into place once complete."""
+def save_causal_lm(path: str | Path, model, tokenizer, record: dict | None = None) -> Path:
+    """Write model and tokenizer (and ``record`` as ``unlearning.json``: what was forgotten, how)
+    into a fresh directory, renamed into place once complete."""
+    import json
     import shutil
     import tempfile
 
@@ -100,6 +102,8 @@ def save_causal_lm(path: str | Path, model, tokenizer) -> Path:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if record is not None:
+            (tmp / "unlearning.json").write_text(json.dumps(record, indent=2))
         tmp.rename(path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
