@@ -49,7 +49,9 @@ def demo(
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("report.json"), help="where to write the JSON report"),
     task: str = typer.Option(
-        "classification", help="classification, regression (Wage, forget ages 18-30) or forecasting (elecdemand)"
+        "classification",
+        help="classification, regression (Wage, forget ages 18-30), forecasting (elecdemand) "
+        "or llm (tiny GPT-2 on generated profiles, forget 10%)",
     ),
     device: str = DeviceOpt,
 ) -> None:
@@ -61,6 +63,9 @@ def demo(
     start = time.perf_counter()
     where = resolve_device(device)
     names = [m for m in methods.split(",") if m] if methods else None
+    if task == "llm":
+        _llm_demo(names, seed, out, start)
+        return
     if task == "classification":
         spec = ForgetSpec(classes=[forget_class])
         default = ["auto", "bad_teacher"]
@@ -77,6 +82,18 @@ def demo(
         f"original trained in {result.train_seconds:.1f}s · total {time.perf_counter() - start:.1f}s · "
         f"report written to {out}"
     )
+
+
+def _llm_demo(names: list[str] | None, seed: int, out: Path, start: float) -> None:
+    import json
+
+    from obliviate.atomic import atomic_write_text
+    from obliviate.llm.demo import lm_table, run_llm_demo
+
+    run = run_llm_demo(names, seed=seed, progress=True)
+    console.print(lm_table(run.rows))
+    atomic_write_text(out, json.dumps({"rows": run.rows, "setting": run.setting}, indent=2))
+    console.print(f"total {time.perf_counter() - start:.1f}s · report written to {out}")
 
 
 @app.command()
@@ -323,4 +340,16 @@ def methods() -> None:
         "budget=0.2, check_every=10",
         "search methods and settings within a share of retraining time; stop on the verdict",
     )
+    for name, cls in sorted(_lm_methods().items()):
+        defaults = ", ".join(f"{k}={v}" for k, v in cls.config_class().model_dump().items())
+        table.add_row(name, ",".join(sorted(cls.needs)), "causal_lm", "key", defaults, cls.summary())
     console.print(table)
+
+
+def _lm_methods() -> dict:
+    """The causal-LM methods, when the ``llm`` extra is installed."""
+    try:
+        from obliviate.llm.methods import LM_REGISTRY
+    except ImportError:
+        return {}
+    return LM_REGISTRY

@@ -1,0 +1,356 @@
+"""Causal-LM unlearning: data, exact loss identities, metric hand computations, CLI-free API.
+
+Every model and tokenizer is built here, tiny; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from obliviate.data.dataset import DataError  # noqa: E402
+from obliviate.llm import (  # noqa: E402
+    QA,
+    evaluate_lm,
+    finetune,
+    generate_profiles,
+    load_causal_lm,
+    load_jsonl,
+    profile_task,
+    save_causal_lm,
+    task_from_keys,
+    tiny_gpt2,
+    train_tokenizer,
+    unlearn_lm,
+)
+from obliviate.llm.methods import LM_REGISTRY, Batches, npo_loss  # noqa: E402
+from obliviate.llm.metrics import (  # noqa: E402
+    answer_scores,
+    forget_quality,
+    min_k_score,
+    rouge_l_recall,
+    truth_ratios,
+)
+from obliviate.llm.model import IGNORE, encode, prompt, qa_batch, sequence_logprob  # noqa: E402
+from obliviate.methods import MethodError  # noqa: E402
+
+PINNED_ANSWER = "The birthplace of Gaia Zolike is Estravo."
+
+
+@pytest.fixture(scope="module")
+def task():
+    return profile_task(0.1, n_people=20, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tok(task):
+    return train_tokenizer(task.corpus())
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    return tiny_gpt2(tok, n_layer=1, n_embd=32, n_head=2, seed=0)
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+def test_profiles_have_ten_facts_with_paraphrase_and_wrong_perturbations(task):
+    by_key: dict[str, list[QA]] = {}
+    for qa in task.forget + task.retain + task.holdout:
+        by_key.setdefault(qa.key, []).append(qa)
+    assert len(by_key) == 22 and all(len(v) == 10 for v in by_key.values())
+    for qa in task.forget:
+        assert len(qa.perturbed) == 4 and qa.paraphrased not in qa.perturbed and len(set(qa.perturbed)) == 4
+    assert {qa.key for qa in task.holdout}.isdisjoint({qa.key for qa in task.forget + task.retain})
+    assert all(qa.key == "world" for qa in task.world) and len(task.world) == 36
+
+
+def test_forget_splits_are_nested_and_sized():
+    keys = {f: {qa.key for qa in profile_task(f, n_people=100).forget} for f in (0.01, 0.05, 0.10)}
+    assert [len(keys[f]) for f in (0.01, 0.05, 0.10)] == [1, 5, 10]
+    assert keys[0.01] <= keys[0.05] <= keys[0.10]
+
+
+def test_generator_is_deterministic_across_processes():
+    # pinned: a generator that followed set or hash order would change between interpreter runs
+    assert generate_profiles(3, seed=0) == generate_profiles(3, seed=0)
+    assert generate_profiles(3, seed=0)["p0000"][0].answer == PINNED_ANSWER
+
+
+def test_jsonl_loader_and_key_split(tmp_path):
+    path = tmp_path / "facts.jsonl"
+    rows = [
+        {"question": "Who?", "answer": "Me.", "key": "a", "paraphrased": "It is me.", "perturbed": ["It is you."]},
+        {"question": "Where?", "answer": "Here.", "key": "b"},
+        {"question": "When?", "answer": "Now.", "key": "c"},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    loaded = load_jsonl(path)
+    assert loaded[0] == QA("Who?", "Me.", "a", "It is me.", ("It is you.",))
+    split = task_from_keys(loaded, ["a"], ["c"])
+    assert [qa.key for qa in split.forget] == ["a"] and [qa.key for qa in split.retain] == ["b"]
+    assert [qa.key for qa in split.holdout] == ["c"]
+    with pytest.raises(DataError, match="not in the data"):
+        task_from_keys(loaded, ["zz"])
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "facts.jsonl:2: not valid JSON"),
+        ('{"question": "q", "key": "k"}', "'answer' is missing"),
+        ('{"question": "q", "answer": "a", "key": "k", "perturbed": ["x"]}', "need a 'paraphrased'"),
+        ('{"question": "q", "answer": "a", "key": "k", "extra": 1}', "unknown field"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_jsonl_loader_rejects_bad_rows_in_one_line(tmp_path, line, message):
+    path = tmp_path / "facts.jsonl"
+    path.write_text('{"question": "q", "answer": "a", "key": "k"}\n' + line + "\n")
+    with pytest.raises(DataError, match=message) as info:
+        load_jsonl(path)
+    assert "\n" not in str(info.value)
+
+
+def test_encoding_masks_the_prompt(task, tok):
+    qa = task.forget[0]
+    ids, labels = encode(tok, qa.question, qa.answer)
+    head = len(tok(prompt(qa.question))["input_ids"])
+    assert labels[:head] == [IGNORE] * head and labels[head:] == ids[head:]
+    assert ids[head:-1] == tok(" " + qa.answer, add_special_tokens=False)["input_ids"]
+    assert ids[-1] == tok.eos_token_id and tok.unk_token_id not in ids
+
+
+# --- exact identities --------------------------------------------------------------------
+
+
+def _batches(task, tok, n=6):
+    forget = qa_batch(tok, task.forget[:n])
+    return Batches(forget, qa_batch(tok, task.retain[:n]), qa_batch(tok, task.forget[:n], ["I don't know."] * n))
+
+
+def _method(name, **config):
+    cls = LM_REGISTRY[name]
+    return cls(cls.config_class(**config))
+
+
+def test_gradient_ascent_loss_is_minus_the_training_loss(task, tok, model):
+    data = _batches(task, tok)
+    hf_loss = model(**data.forget).loss  # Hugging Face's own causal-LM loss on the answer tokens
+    assert _method("gradient_ascent").loss(model, model, data).item() == pytest.approx(-hf_loss.item(), rel=1e-6)
+
+
+def test_graddiff_is_retain_minus_forget(task, tok, model):
+    data = _batches(task, tok)
+    expected = model(**data.retain).loss - model(**data.forget).loss
+    assert _method("graddiff").loss(model, model, data).item() == pytest.approx(expected.item(), abs=1e-5)
+    weighted = _method("graddiff", gamma=2.0, alpha=0.5).loss(model, model, data)
+    assert weighted.item() == pytest.approx(
+        (0.5 * model(**data.retain).loss - 2 * model(**data.forget).loss).item(), abs=1e-5
+    )
+
+
+def _grad(model, loss_fn):
+    model.zero_grad()
+    loss_fn().backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+def test_npo_gradient_tends_to_gradient_ascent_as_beta_vanishes(task, tok, model):
+    student = copy.deepcopy(model)
+    reference = tiny_gpt2(tok, n_layer=1, n_embd=32, n_head=2, seed=1)  # pi/pi_ref far from 1
+    batch = qa_batch(tok, task.forget[:6])
+    ascent = _grad(student, lambda: sequence_logprob(student, batch)[0].mean())
+    near = _grad(student, lambda: npo_loss(student, reference, batch, beta=1e-6))
+    far = _grad(student, lambda: npo_loss(student, reference, batch, beta=1.0))
+    assert torch.allclose(near, ascent, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(far, ascent, rtol=1e-2, atol=1e-4)
+
+
+# --- metric hand computations --------------------------------------------------------------
+
+
+def test_truth_ratio_matches_hand_computation(task, tok, model):
+    rows = task.forget[:3]
+    expected = []
+    for qa in rows:
+        # Hugging Face's loss of one example is the mean answer-token NLL, so exp(-loss) = P**(1/|a|)
+        para = math.exp(-model(**qa_batch(tok, [qa], [qa.paraphrased])).loss.item())
+        pert = [math.exp(-model(**qa_batch(tok, [qa], [p])).loss.item()) for p in qa.perturbed]
+        expected.append(np.mean(pert) / para)
+    assert np.allclose(truth_ratios(model, tok, rows), expected, rtol=1e-5)
+
+
+def test_forget_quality_is_the_ks_p_value():
+    a, b = np.array([0.1, 0.2, 0.3, 0.4, 0.5]), np.array([0.6, 0.7, 0.8, 0.9, 1.0])
+    assert forget_quality(a, b) == pytest.approx(2 / math.comb(10, 5))  # exact two-sided p at D = 1
+    assert forget_quality(a, a) == pytest.approx(1.0)
+
+
+def test_rouge_l_recall_by_hand():
+    # LCS of "ada was born in paris" and "ada lives in paris" is "ada in paris": 3 of 5 words
+    assert rouge_l_recall(["Ada was born in Paris."], ["Ada lives in Paris"])[0] == pytest.approx(0.6)
+    assert rouge_l_recall(["Ada plays the harps."], ["ada play the harp"])[0] == pytest.approx(1.0)  # stemmed
+
+
+def test_min_k_by_hand():
+    assert min_k_score(np.array([-1.0, -5.0, -3.0, -2.0, -4.0]), k=0.4) == pytest.approx(4.5)
+    assert min_k_score(np.array([-2.0]), k=0.4) == pytest.approx(2.0)
+
+
+class _FixedLM(torch.nn.Module):
+    """Predicts a fixed token at every position with probability 0.9 (uniform rest)."""
+
+    def __init__(self, vocab: int, predictions: torch.Tensor):
+        super().__init__()
+        self.vocab, self.predictions = vocab, predictions
+
+    def forward(self, input_ids, attention_mask=None, **_):
+        p = torch.full((*input_ids.shape, self.vocab), 0.1 / (self.vocab - 1))
+        p.scatter_(-1, self.predictions[:, : input_ids.shape[1]].unsqueeze(-1), 0.9)
+        return SimpleNamespace(logits=p.log())
+
+
+def test_extraction_strength_and_scores_by_hand(task, tok):
+    qa = task.forget[0]
+    ids, labels = encode(tok, qa.question, qa.answer)
+    answer_at = [t for t, lab in enumerate(labels) if lab != IGNORE]
+    n = len(answer_at)
+    predictions = torch.tensor(ids[1:] + [0]).unsqueeze(0)  # position t predicts token t+1: all right
+    predictions[0, answer_at[1] - 1] = (ids[answer_at[1]] + 1) % len(tok)  # second answer token wrong
+    scores = answer_scores(_FixedLM(len(tok), predictions), tok, [qa])
+    # greedy decoding reproduces the answer only after its first two tokens are given
+    assert scores.extraction[0] == pytest.approx(1 - 2 / n)
+    wrong = math.log(0.1 / (len(tok) - 1))
+    assert scores.logprob[0] == pytest.approx((n - 1) * math.log(0.9) + wrong, rel=1e-5)
+    assert scores.min_k[0] == pytest.approx(-np.mean(sorted([wrong] + [math.log(0.9)] * (n - 1))[: math.ceil(0.4 * n)]))
+
+
+# --- methods -------------------------------------------------------------------------------
+
+
+def test_every_method_runs_and_never_modifies_the_original(task, tok, model):
+    before = copy.deepcopy(model.state_dict())
+    for name in LM_REGISTRY:
+        result = unlearn_lm(model, tok, task, name, epochs=1, batch_size=8)
+        assert result.log.steps == math.ceil(len(task.forget) / 8) and result.log.method == name
+        changed = any(not torch.equal(result.model.state_dict()[k], v) for k, v in before.items())
+        assert changed, name
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+def test_lora_option_returns_a_plain_model_with_merged_weights(task, tok, model):
+    result = unlearn_lm(model, tok, task, "npo", epochs=1, batch_size=8, lora_rank=4, lr=1e-2)
+    assert set(result.model.state_dict()) == set(model.state_dict())
+    assert not torch.equal(
+        result.model.state_dict()["transformer.h.0.mlp.c_fc.weight"],
+        model.state_dict()["transformer.h.0.mlp.c_fc.weight"],
+    )
+
+
+def test_bad_method_or_config_is_a_method_error(task, tok, model):
+    with pytest.raises(MethodError, match="unknown LM method"):
+        unlearn_lm(model, tok, task, "nope")
+    with pytest.raises(MethodError, match="beta"):
+        unlearn_lm(model, tok, task, "npo", beta=-1)
+    with pytest.raises(MethodError, match="layer"):
+        unlearn_lm(model, tok, task, "rmu", layer=5)
+
+
+def test_local_model_directory_round_trip(tmp_path, task, tok, model):
+    path = save_causal_lm(tmp_path / "lm", model, tok)
+    loaded, loaded_tok = load_causal_lm(path)
+    batch = qa_batch(tok, task.forget[:2])
+    assert torch.allclose(loaded(**batch).logits, model(**batch).logits, atol=1e-6)
+    assert loaded_tok(" Arvento")["input_ids"] == tok(" Arvento")["input_ids"]
+    with pytest.raises(DataError, match="exists"):
+        save_causal_lm(path, model, tok)
+    with pytest.raises(DataError, match="no config.json"):
+        load_causal_lm(tmp_path)
+
+
+def test_evaluate_reports_every_metric(task, tok, model):
+    other = tiny_gpt2(tok, n_layer=1, n_embd=32, n_head=2, seed=3)
+    report = evaluate_lm({"a": model, "retain": other}, tok, task, max_retain=20)
+    assert report["retain"]["forget_quality"] == pytest.approx(1.0) and report["retain"]["privleak"] == 0.0
+    for key in ("forget_quality", "model_utility", "forget_rouge", "extraction_strength", "mia_min_k", "privleak"):
+        assert 0 <= report["a"][key] <= 1 or key == "privleak"
+
+
+@pytest.mark.slow
+def test_each_method_moves_forget_quality_toward_the_oracle():
+    from obliviate.llm.demo import ARCH, RECIPE  # a 1-layer model on 30 people did not separate (p = 0.8)
+
+    task = profile_task(0.1, n_people=50, seed=0)
+    tok = train_tokenizer(task.corpus())
+    original = finetune(tiny_gpt2(tok, **ARCH), tok, task.train, RECIPE).model
+    oracle = finetune(tiny_gpt2(tok, **ARCH), tok, [*task.retain, *task.world], RECIPE).model
+    models = {"original": original, "retain": oracle}
+    for name in LM_REGISTRY:
+        models[name] = unlearn_lm(original, tok, task, name).model
+    report = evaluate_lm(models, tok, task, max_retain=60)
+    base = report["original"]["forget_quality"]
+    assert base < 1e-3
+    for name in LM_REGISTRY:
+        assert report[name]["forget_quality"] > base, (name, report[name]["forget_quality"], base)
+
+
+def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    from obliviate.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["obliviate", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_lists_lm_methods_and_refuses_unknown_ones_before_training(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("COLUMNS", "250")
+    code, stdout, _ = _cli(monkeypatch, capsys, "methods")
+    assert code == 0 and "causal_lm" in stdout and all(name in stdout for name in LM_REGISTRY)
+    out = tmp_path / "r.json"
+    code, _, err = _cli(monkeypatch, capsys, "demo", "--task", "llm", "--methods", "npo,nope", "--out", str(out))
+    assert code == 2 and "unknown LM method 'nope'" in err and not out.exists()
+
+
+def test_cli_forgets_keys_in_a_model_directory_and_evaluates_it(monkeypatch, capsys, tmp_path, task, tok, model):
+    source = save_causal_lm(tmp_path / "original", model, tok)
+    facts = tmp_path / "facts.jsonl"
+    rows = task.forget + task.retain[:20] + task.holdout[:10]
+    facts.write_text("\n".join(json.dumps({**qa.__dict__, "perturbed": list(qa.perturbed)}) for qa in rows))
+    keys = ",".join(task.forget_keys)
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    out = tmp_path / "forgot"
+    args = ["forget-lm", "--model", str(source), "--data", str(facts), "--keys", keys, "--out", str(out)]
+    code, stdout, err = _cli(monkeypatch, capsys, *args, "--method", "gradient_ascent", "--set", "epochs=1")
+    assert code == 0, err
+    assert json.loads((out / "unlearning.json").read_text())["run"]["method"] == "gradient_ascent"
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before  # the original is untouched
+    code, _, err = _cli(monkeypatch, capsys, *args)  # --out exists now
+    assert code == 2 and "exists" in err and len(err.strip().splitlines()) == 1
+    report = tmp_path / "report.json"
+    holdout = ",".join(sorted({qa.key for qa in task.holdout[:10]}))
+    code, stdout, err = _cli(
+        monkeypatch, capsys, "evaluate-lm", "--model", f"a={source}", "--model", f"b={out}", "--data", str(facts),
+        "--keys", keys, "--holdout-keys", holdout, "--reference", "a", "--out", str(report),
+    )  # fmt: skip
+    assert code == 0, err
+    assert set(json.loads(report.read_text())) == {"a", "b"}
+    facts.write_text('{"question": "q"}\n')
+    code, _, err = _cli(monkeypatch, capsys, *args[:-1], str(tmp_path / "new"))
+    assert code == 2 and "'answer' is missing" in err and not (tmp_path / "new").exists()
