@@ -6,20 +6,10 @@ import json
 import sys
 
 import pytest
+from cli_helpers import run_cli
 
 from obliviate.checkpoint import load_model
 from obliviate.cli import main
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["obliviate", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

@@ -10,24 +10,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 from pipeline_helpers import tiny_model
 from safetensors.torch import save_file
 
 from obliviate.atomic import atomic_write_text
 from obliviate.checkpoint import CheckpointError, file_sha256, load_model, save_model
-from obliviate.cli import main
 from obliviate.models import build_model
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["obliviate", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 import zipfile
 
 import numpy as np
@@ -13,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from cli_helpers import run_cli
 from PIL import Image
 
 from obliviate import ForgetSpec, TrainConfig, UnlearningTask, build_model, evaluate, fit, load_data, unlearn
 from obliviate.checkpoint import load_model
-from obliviate.cli import main
 from obliviate.cli.app import file_rows
 from obliviate.data import DataError, load_digits, load_image_folder, load_npz, load_table
 from obliviate.forget import ForgetSpecError, Forgotten
@@ -75,17 +74,6 @@ def load(files, name):
 def train_keys(split, n: int) -> list:
     """The first ``n`` distinct record keys of the training rows."""
     return list(dict.fromkeys(split.train.keys.tolist()))[:n]
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["obliviate", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # ---- loaders ---------------------------------------------------------------------------------

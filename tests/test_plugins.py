@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 import yaml
+from cli_helpers import run_cli
 
 from obliviate import plugins
 from obliviate.checkpoint import CheckpointError, load_model, save_model
-from obliviate.cli import main
 from obliviate.data import load_data
 from obliviate.methods import REGISTRY, Method, MethodError, register
 from obliviate.metrics import METRICS, metric
@@ -85,17 +85,6 @@ def user_code(tmp_path, monkeypatch):
     for name in set(sys.modules) - modules:  # only the user's modules: torch's lazy imports must stay
         if str(getattr(sys.modules[name], "__file__", None) or "").startswith(str(tmp_path)):
             del sys.modules[name]
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["obliviate", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_registries_refuse_duplicates_unless_replaced(user_code):
