@@ -17,6 +17,7 @@ import statistics
 import time
 
 import torch
+from overrides import method_overrides
 
 from obliviate.atomic import atomic_write_text
 from obliviate.llm.demo import COLUMNS, run_lm_experiment
@@ -67,11 +68,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = [m for m in args.methods.split(",") if m]
-    overrides: dict[str, dict] = {}
-    for item in args.set:
-        target, value = item.split("=", 1)
-        method, key = target.split(".", 1)
-        overrides.setdefault(method, {})[key] = json.loads(value)
+    overrides = method_overrides(args.set)
     start = time.perf_counter()
     runs, settings = [], []
     for seed in seeds:

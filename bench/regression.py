@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+from overrides import method_overrides
 
 from obliviate.atomic import atomic_write_text
 from obliviate.data import load_data
@@ -114,11 +115,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = tuple(m for m in args.methods.split(",") if m)
     names = ["original", "retrain", *methods]
-    overrides: dict[str, dict] = {}
-    for item in args.set:
-        target, value = item.split("=", 1)
-        method, key = target.split(".", 1)
-        overrides.setdefault(method, {})[key] = json.loads(value)
+    overrides = method_overrides(args.set)
     if overrides:
         print(f"config overrides: {overrides}")
     results = {}
