@@ -66,13 +66,15 @@ SOURCE_TYPES = {"parquet": ParquetColumns, "folder": ImageFiles, "npz": NpzArray
 
 
 def run(split):
-    """fit -> unlearn (finetune) -> evaluate; the models and the metrics."""
+    """fit -> unlearn (finetune, scrub) -> evaluate; the models and the metrics."""
     model = fit(build_model("mlp", split.train.input_shape, split.train.num_classes, seed=0), split.train, RECIPE).model
     keys = list(dict.fromkeys(split.train.keys.tolist()))[:2]
     task = UnlearningTask.build(split, ForgetSpec(keys=keys))
-    forgot = unlearn(model, task, "finetune", seed=0, epochs=2).model
-    report = evaluate(task, {"original": model, "finetune": forgot}, reference=None, metrics=METRICS, seed=0)
-    return (model, forgot), {name: res.metrics for name, res in report.models.items()}
+    models = {"original": model}
+    models["finetune"] = unlearn(model, task, "finetune", seed=0, epochs=2).model
+    models["scrub"] = unlearn(model, task, "scrub", seed=0).model
+    report = evaluate(task, models, reference=None, metrics=METRICS, seed=0)
+    return models, {name: res.metrics for name, res in report.models.items()}
 
 
 @pytest.mark.parametrize("name", ["parquet", "folder", "npz"])
@@ -82,10 +84,10 @@ def test_streamed_sources_match_the_in_memory_path(sources, name):
     assert isinstance(streamed.train.source, SOURCE_TYPES[name]) and memory.train.in_memory
     assert streamed.train.keys.tolist() == memory.train.keys.tolist()
     assert torch.equal(streamed.train.X, memory.train.X) and torch.equal(streamed.test.X, memory.test.X)
-    (m_orig, m_forgot), m_metrics = run(memory)
-    (s_orig, s_forgot), s_metrics = run(streamed)
-    for a, b in ((m_orig, s_orig), (m_forgot, s_forgot)):  # same order: only summation order within a batch differs
-        for p, q in zip(a.parameters(), b.parameters(), strict=True):
+    m_models, m_metrics = run(memory)
+    s_models, s_metrics = run(streamed)
+    for name in m_models:  # the same batches: only the summation order within a batch may differ
+        for p, q in zip(m_models[name].parameters(), s_models[name].parameters(), strict=True):
             torch.testing.assert_close(p, q, atol=1e-4, rtol=1e-4)
     for model, metrics in m_metrics.items():
         for metric, value in metrics.items():
@@ -117,7 +119,7 @@ def test_parquet_with_many_row_groups_trains_and_unlearns_like_in_memory(tmp_pat
     for stream in (False, True):
         split = load_data(path, target="label", key="person", stream=stream)
         results[stream] = run(split)[1]
-    for model in ("original", "finetune"):  # another shuffle order, so close rather than equal
+    for model in ("original", "finetune", "scrub"):  # another shuffle order, so close rather than equal
         for metric in ("retain_acc", "test_acc"):
             assert abs(results[True][model][metric] - results[False][model][metric]) <= 6, results
     assert results[True]["original"]["test_acc"] >= 80
