@@ -11,7 +11,13 @@ fits in memory, the time per training
 epoch through the memory-mapped loader path against the same rows as an in-memory tensor
 (target: ratio <= 1.15, median of interleaved repeats in the same run).
 
+Then the same comparison for a Parquet table read by row groups (``ParquetColumns``): a file of
+``--parquet-rows`` rows of ``--parquet-dim`` float32 features in row groups of
+``--row-group`` rows, one training epoch through the streamed loader path against the same rows
+in memory (ratio printed, with the row groups read per epoch). ``--skip-npy`` runs only this part.
+
     python bench/streaming.py [--gigabytes 2] [--dim 3072] [--fit-rows 20000] [--repeats 3]
+                              [--parquet-rows 200000] [--parquet-dim 64] [--row-group 20000] [--skip-npy]
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import numpy as np
 import torch
 
 from obliviate import Dataset, ForgetSpec, TrainConfig, UnlearningTask, build_model, evaluate, fit, unlearn
-from obliviate.data import NpyArray, split_dataset
+from obliviate.data import NpyArray, ParquetColumns, split_dataset
 
 
 def _status_mb(field: str) -> float | None:
@@ -74,6 +80,44 @@ def epoch_seconds(data: Dataset, dim: int, classes: int, batch_size: int) -> flo
     return time.perf_counter() - start
 
 
+def parquet_comparison(rows: int, dim: int, row_group: int, classes: int, batch_size: int, repeats: int) -> None:
+    """Epoch time through ``ParquetColumns`` against the same rows as an in-memory tensor."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "table.parquet"
+        rng = np.random.default_rng(1)
+        means = rng.normal(0, 0.3, (classes, dim)).astype(np.float32)
+        labels = rng.integers(0, classes, rows)
+        columns = [f"x{i}" for i in range(dim)]
+        start = time.perf_counter()
+        with pq.ParquetWriter(path, pa.schema([(c, pa.float32()) for c in columns])) as writer:
+            for lo in range(0, rows, row_group):
+                y = labels[lo : lo + row_group]
+                block = means[y] + rng.standard_normal((len(y), dim), dtype=np.float32)
+                writer.write_table(pa.table({c: block[:, i] for i, c in enumerate(columns)}), row_group_size=row_group)
+        size_mb = path.stat().st_size / 1e6
+        print(f"parquet: wrote {rows} rows x {dim} float32 ({size_mb:.0f} MB, row groups of {row_group}) "
+              f"in {time.perf_counter() - start:.0f} s")  # fmt: skip
+        source = ParquetColumns(path, columns)
+        streamed = Dataset(source, torch.from_numpy(labels), name="parquet")
+        in_memory = Dataset(streamed.X.clone(), streamed.y)
+        times: dict[str, list[float]] = {"parquet": [], "in-memory": []}
+        epoch_seconds(in_memory.subset(torch.arange(1024)), dim, classes, batch_size)  # warm-up
+        reads = []
+        for _ in range(repeats):
+            before = source.reads
+            times["parquet"].append(epoch_seconds(streamed, dim, classes, batch_size))
+            reads.append(source.reads - before)
+            times["in-memory"].append(epoch_seconds(in_memory, dim, classes, batch_size))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        groups = -(-rows // row_group)
+        print(f"parquet epoch over {rows} rows (median of {repeats}): parquet {med['parquet']:.2f} s, "
+              f"in-memory {med['in-memory']:.2f} s; row groups read per epoch {reads} of {groups}")  # fmt: skip
+        print(f"parquet / in-memory = {med['parquet'] / med['in-memory']:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gigabytes", type=float, default=2.0)
@@ -82,7 +126,16 @@ def main() -> None:
     parser.add_argument("--fit-rows", type=int, default=20000, help="rows of the in-memory comparison")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parquet-rows", type=int, default=200_000, help="rows of the Parquet comparison (0: skip)")
+    parser.add_argument("--parquet-dim", type=int, default=64)
+    parser.add_argument("--row-group", type=int, default=20_000)
+    parser.add_argument("--skip-npy", action="store_true", help="run only the Parquet comparison")
     args = parser.parse_args()
+    if args.parquet_rows:
+        parquet_comparison(args.parquet_rows, args.parquet_dim, args.row_group, args.classes, args.batch_size,
+                           args.repeats)  # fmt: skip
+    if args.skip_npy:
+        return
     rows = int(np.ceil(args.gigabytes * 1e9 / (4 * args.dim)))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "inputs.npy"

@@ -17,9 +17,8 @@ from PIL import Image
 
 from obliviate import ForgetSpec, TrainConfig, UnlearningTask, build_model, evaluate, fit, load_data, unlearn
 from obliviate.checkpoint import load_model
-from obliviate.cli.app import file_rows
 from obliviate.data import DataError, load_digits, load_image_folder, load_npz, load_table
-from obliviate.forget import ForgetSpecError, Forgotten
+from obliviate.forget import ForgetSpecError, Forgotten, file_rows
 
 PEOPLE, ROWS_EACH = 60, 4
 RECIPE = TrainConfig(epochs=4, optimizer="adam", lr=5e-3, seed=0)
@@ -317,3 +316,55 @@ def test_a_second_request_does_not_bring_the_first_back(digits_split):
     assert class3_acc(forgot3) <= 5
     assert accs["with the card"] <= 20, accs
     assert accs["without"] >= 50, accs  # the failure the record prevents: finetuning on class 3 restores it
+
+
+# ---- pipeline requests by key and by file row --------------------------------------------------
+
+
+def test_pipeline_requests_name_keys_and_file_rows(files, tmp_path, monkeypatch, capsys):
+    path = files["parquet"][0]
+    home = ["--home", tmp_path / "home"]
+    init = ["pipeline", "init", *home, "--data", path, "--name", "people", "--target", "label", "--key", "person_id"]
+    options = ["--train-set", "epochs=2", "--set", "epochs=1", "--gate", "forget_acc <= 100", "--metric", "forget_acc"]
+    code, _, err = run_cli(monkeypatch, capsys, *init, *options, "--audit-key", tmp_path / "k")
+    assert code == 0, err
+    submit = ["pipeline", "submit", *home, "--dataset", "people", "--requester", "ann"]
+    code, out, err = run_cli(monkeypatch, capsys, *submit, "--keys", "p03,p41")
+    assert code == 0, err
+    code, _, err = run_cli(monkeypatch, capsys, *submit, "--indices", "3")
+    assert code == 2 and "use --keys" in err  # the data have a key column
+    code, out, err = run_cli(monkeypatch, capsys, "pipeline", "process", *home)
+    assert code == 0 and "promoted" in out, out + err
+    from obliviate.pipeline import Pipeline
+
+    pipe = Pipeline(tmp_path / "home")
+    card = pipe.registry.card(pipe.registry.serving())
+    table = pq.read_table(path)
+    in_file = sorted(table.column("f1").to_numpy()[np.isin(table.column("person_id").to_numpy(), ["p03", "p41"])])
+    train = pipe.split.train
+    forgot = train.subset(card["forgotten_rows"])
+    held_out = pipe.split.test.subset(np.flatnonzero(np.isin(pipe.split.test.keys, ["p03", "p41"])))
+    assert sorted(train.keys[card["forgotten_rows"]].tolist()) == sorted(
+        train.keys[np.isin(train.keys, ["p03", "p41"])].tolist()
+    )  # exactly the training rows of those keys
+    assert sorted(torch.cat([forgot.X, held_out.X])[:, 0].tolist()) == pytest.approx(in_file)
+    pipe.close()
+
+
+def test_pipeline_indices_on_the_command_line_are_file_rows(tmp_path, monkeypatch, capsys):
+    home = ["--home", tmp_path / "home"]
+    code, _, err = run_cli(monkeypatch, capsys, "pipeline", "init", *home, "--data", "digits", "--train-set",
+                           "epochs=1", "--audit-key", tmp_path / "k")  # fmt: skip
+    assert code == 0, err
+    from obliviate.pipeline import Pipeline
+
+    pipe = Pipeline(tmp_path / "home")
+    train_rows = [int(k) for k in pipe.split.train.keys[:3]]  # file rows the model trained on
+    held_out = int(pipe.split.test.keys[0])
+    submit = ["pipeline", "submit", *home, "--dataset", "digits", "--requester", "ann"]
+    code, out, err = run_cli(monkeypatch, capsys, *submit, "--indices", ",".join(map(str, train_rows)))
+    assert code == 0, err
+    assert pipe.ledger.list()[-1].spec == {"keys": train_rows, "seed": 0}
+    code, _, err = run_cli(monkeypatch, capsys, *submit, "--indices", str(held_out))
+    assert code == 2 and "unknown keys" in err
+    pipe.close()

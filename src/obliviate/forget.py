@@ -214,6 +214,47 @@ class Forgotten(BaseModel):
         return UnlearningTask.build(split, spec, prior=rest, count_prior=True)
 
 
+def _file_rows(split: DataSplit) -> int | None:
+    """Rows in the user's file when the record keys are the default ones (the row numbers of the
+    data as given), else None."""
+    train, test = split.train.keys, split.test.keys
+    if split.train.meta.get("key") or train.dtype.kind not in "iu" or test.dtype.kind not in "iu":
+        return None
+    together = np.sort(np.concatenate([train, test]))
+    if np.array_equal(together, np.arange(len(together))):
+        return len(together)  # one file, split here
+    if np.array_equal(np.sort(train), np.arange(len(train))):
+        return len(train)  # a given train part: its own row numbers
+    return None
+
+
+def file_rows(spec: ForgetSpec, split: DataSplit) -> ForgetSpec:
+    """A request whose ``indices`` name rows of the user's file, as the request by key it means.
+
+    What a user types (``obliviate forget --indices``, ``obliviate pipeline submit --indices``)
+    names rows of their data as given, numbered from 0 before any split, never positions in the
+    shuffled training split. Those row numbers are the record keys when the data bring no keys of
+    their own, so the request becomes ``ForgetSpec(keys=...)``; data with their own keys (a key
+    column, image paths, a keys array) are named by key, and ``indices`` are refused. Requests
+    without ``indices`` are returned unchanged.
+    """
+    if spec.indices is None:
+        return spec
+    n = _file_rows(split)
+    if n is None:
+        raise ForgetSpecError(
+            "these data have their own record keys (a key column, image paths, a keys array): use --keys"
+        )
+    rows = np.asarray(spec.indices, dtype=np.int64)
+    bad = rows[(rows < 0) | (rows >= n)]
+    if len(bad):
+        raise ForgetSpecError(f"indices out of range 0..{n - 1} (rows of the data file): {bad[:10].tolist()}")
+    uniq, counts = np.unique(rows, return_counts=True)
+    if (counts > 1).any():
+        raise ForgetSpecError(f"duplicate indices: {uniq[counts > 1][:10].tolist()}")
+    return ForgetSpec(keys=rows.tolist())
+
+
 class DataAccessError(PermissionError):
     """A method asked for data it did not declare in ``needs``."""
 

@@ -7,14 +7,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import typer
 from rich.console import Console
 
 from obliviate.tables import FORMATS, TableConsole
 
 if TYPE_CHECKING:
-    from obliviate.data import DataSplit
     from obliviate.forget import ForgetSpec
 
 app = typer.Typer(
@@ -144,36 +142,9 @@ def build_spec(
     )
 
 
-def _row_numbers(split: DataSplit) -> bool:
-    """Whether the record keys are the default ones, the row numbers of the data as given."""
-    train, test = split.train.keys, split.test.keys
-    if split.train.meta.get("key") or train.dtype.kind not in "iu" or test.dtype.kind not in "iu":
-        return False
-    together = np.sort(np.concatenate([train, test]))
-    if np.array_equal(together, np.arange(len(together))):
-        return True  # one file, split here
-    return np.array_equal(np.sort(train), np.arange(len(train)))  # a given train part: its own row numbers
-
-
-def file_rows(spec: ForgetSpec, split: DataSplit) -> ForgetSpec:
-    """Turn ``--indices`` (rows of the user's file) into the keys of those rows.
-
-    Rows of the file are the record keys when the data bring no keys of their own; data with a
-    key column (or image paths, or a keys array) name rows by key, so ``--keys`` is the way there.
-    """
-    from obliviate.forget import ForgetSpec
-
-    if spec.indices is None:
-        return spec
-    if not _row_numbers(split):
-        raise ValueError("these data have their own record keys (a key column, image paths, a keys array): use --keys")
-    return ForgetSpec(keys=spec.indices)
-
-
 SpecOpt = typer.Option(None, "--spec", help="ForgetSpec as JSON, or @file.json")
 ClassesOpt = typer.Option(None, "--classes", help="classes to forget, e.g. 3 or 3,5")
 SubclassOpt = typer.Option(None, "--subclass", help="SUPER:SUB sub-class to forget")
-IndicesOpt = typer.Option(None, "--indices", help="training rows: 1,2,3 or @file (JSON list or one per line)")
 RowsOpt = typer.Option(
     None,
     "--indices",

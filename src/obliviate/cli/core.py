@@ -26,7 +26,6 @@ from obliviate.cli.app import (
     app,
     build_spec,
     console,
-    file_rows,
     parse_columns,
     parse_values,
     read_keys,
@@ -203,7 +202,7 @@ def forget(
     retrained reference; the new card lists every key and class forgotten so far.
     """
     from obliviate.checkpoint import check_output, load_model, save_model
-    from obliviate.forget import UnlearningTask
+    from obliviate.forget import UnlearningTask, file_rows
     from obliviate.methods import unlearn
     from obliviate.verification import verify
 
@@ -213,7 +212,7 @@ def forget(
     )
     model, card = load_model(model_file)
     split = _load_split(card, data, target, key, features)
-    forget_spec = file_rows(forget_spec, split)
+    forget_spec = file_rows(forget_spec, split)  # --indices are rows of the file
     task = UnlearningTask.build(split, forget_spec, prior=_forgotten(card))
     config = parse_values(option)
     if method in ("retrain", "auto") and "recipe" not in config and "recipe" in card:
@@ -279,7 +278,7 @@ def evaluate_cmd(
     from obliviate.checkpoint import load_model
     from obliviate.display import report_table
     from obliviate.evaluation import evaluate
-    from obliviate.forget import Forgotten, UnlearningTask
+    from obliviate.forget import Forgotten, UnlearningTask, file_rows
     from obliviate.methods import RunLog
 
     selectors = (spec, classes, subclass, indices, keys, keys_file, fraction, target_range)

@@ -14,9 +14,11 @@ from obliviate.cli.app import (
     ClassesOpt,
     FeaturesOpt,
     FractionOpt,
-    IndicesOpt,
     KeyOpt,
+    KeysFileOpt,
+    KeysOpt,
     RangeOpt,
+    RowsOpt,
     SpecOpt,
     SpecSeedOpt,
     SubclassOpt,
@@ -27,6 +29,7 @@ from obliviate.cli.app import (
     err_console,
     parse_columns,
     parse_values,
+    read_keys,
 )
 from obliviate.cli.devices import DeviceOpt, resolve_device
 
@@ -142,15 +145,20 @@ def submit(
     spec: str = SpecOpt,
     classes: str = ClassesOpt,
     subclass: str = SubclassOpt,
-    indices: str = IndicesOpt,
+    indices: str = RowsOpt,
+    keys: str = KeysOpt,
+    keys_file: Path = KeysFileOpt,
     fraction: float = FractionOpt,
     target_range: str = RangeOpt,
     spec_seed: int = SpecSeedOpt,
 ) -> None:
-    """Record a deletion request (validated against the data set; nothing is stored if it is bad)."""
-    forget = build_spec(spec, classes, subclass, indices, fraction, target_range, spec_seed)
+    """Record a deletion request (validated against the data set; nothing is stored if it is bad).
+
+    As with ``obliviate forget``, ``--indices`` are rows of the data file and are stored as the
+    keys of those rows; data with a key column are named with ``--keys``."""
+    forget = build_spec(spec, classes, subclass, indices, fraction, target_range, spec_seed, read_keys(keys, keys_file))
     pipe = _open(home)
-    req, created = pipe.submit(dataset, forget, requester, reason, client_key)
+    req, created = pipe.submit(dataset, forget, requester, reason, client_key, rows_of_file=True)
     console.print(f"{'submitted' if created else 'already submitted'} {req.id} ({req.state})")
 
 

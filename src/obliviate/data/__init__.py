@@ -17,7 +17,8 @@ from obliviate.data.files import (
     read_idx,
 )
 from obliviate.data.loader import Batch, iterate, model_input, take
-from obliviate.data.memmap import NpyArray
+from obliviate.data.memmap import NpyArray, NpzArray
+from obliviate.data.sources import ImageFiles, ParquetColumns, RowSource
 
 __all__ = [
     "BUNDLED",
@@ -25,7 +26,11 @@ __all__ = [
     "DataError",
     "DataSplit",
     "Dataset",
+    "ImageFiles",
     "NpyArray",
+    "NpzArray",
+    "ParquetColumns",
+    "RowSource",
     "TaskKind",
     "concat",
     "iterate",
@@ -58,11 +63,16 @@ def load_data(
     features: list[str] | None = None,
     test_fraction: float = 0.2,
     seed: int = 0,
+    stream: bool | None = None,
 ) -> DataSplit:
     """Resolve a data source: a bundled name, a directory (MNIST IDX files, CIFAR pickles or an
     image folder ``root/<class>/*.png``), an .npz file, or a CSV/Parquet table.
 
     ``target``, ``key`` and ``features`` name columns of a table (``target`` is required there).
+    ``stream`` reads the inputs of an image folder, an ``.npz`` or a Parquet file per batch
+    (``True``), into memory (``False``), or by the default rule (``None``: streamed when larger
+    than ``OBLIVIATE_STREAM_MB``, see ``obliviate.data.sources``); other sources are read into
+    memory, and ``stream=True`` on them is an error.
     The same source and seed always give the same split, and every row keeps its record key, so a
     request written against one run names the same rows in the next.
     """
@@ -70,20 +80,28 @@ def load_data(
     suffix = path.suffix.lower()
     if (key or features) and not (path.is_file() and suffix in TABLE_SUFFIXES):
         raise DataError(f"{source}: --key and --features name columns of a CSV or Parquet table")
+    in_memory_only = f"{source}: only image folders, .npz and Parquet files can be streamed"
     if source in BUNDLED:
+        if stream:
+            raise DataError(in_memory_only)
         return split_dataset(BUNDLED[source](), test_fraction, seed)
     if not path.exists():
         raise DataError(f"unknown data source {source!r}: no such path, nor bundled ({', '.join(sorted(BUNDLED))})")
     if path.is_dir():
-        if any(path.glob("train-images-idx3-ubyte*")):
+        mnist = any(path.glob("train-images-idx3-ubyte*"))
+        cifar = (path / "test_batch").is_file() or (path / "train").is_file()
+        if stream and (mnist or cifar):
+            raise DataError(in_memory_only)
+        if mnist:
             return load_mnist_idx(path)
-        if (path / "test_batch").is_file() or (path / "train").is_file():
+        if cifar:
             return load_cifar(path)
-        return load_image_folder(path, test_fraction, seed)
+        return load_image_folder(path, test_fraction, seed, stream=stream)
     if suffix == ".npz":
-        return load_npz(path, kind=kind, test_fraction=test_fraction, seed=seed)
+        return load_npz(path, kind=kind, test_fraction=test_fraction, seed=seed, stream=stream)
     if suffix in TABLE_SUFFIXES:
         if target is None:
             raise DataError(f"{path}: a table needs --target naming the target column")
-        return load_table(path, target, features=features, kind=kind, test_fraction=test_fraction, seed=seed, key=key)
+        return load_table(path, target, features=features, kind=kind, test_fraction=test_fraction, seed=seed, key=key,
+                          stream=stream)  # fmt: skip
     raise DataError(f"{path}: unsupported file type {path.suffix!r} (use .npz, .csv, .parquet or a directory)")

@@ -25,15 +25,12 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import TensorDataset
 
 from obliviate.data.memmap import NpyArray
+from obliviate.data.sources import DataError, RowSource
 
 TaskKind = Literal["classification", "regression"]
 
 LABEL_KEYS = ("labels", "label", "y", "target", "targets")
 """Keys under which a dict-returning torch data set holds its target; every other key is an input."""
-
-
-class DataError(ValueError):
-    """Raised for data that cannot be used as given (NaNs, shape or label mismatches)."""
 
 
 def split_item(item: Any) -> tuple[Any, Any]:
@@ -59,10 +56,10 @@ def _as_tensor_inputs(X: Any) -> Tensor:
 class Dataset:
     """Inputs ``X`` and targets ``y``, with what forgetting needs to know.
 
-    ``X`` may be a tensor (the fast path), a numpy array (an ``np.memmap`` or ``NpyArray`` is
-    streamed, any other array is taken into memory), or a map-style torch ``Dataset``
-    returning ``(x, y)`` or a dict; see ``from_torch``. ``rows`` (internal) selects the rows of
-    that storage this view holds.
+    ``X`` may be a tensor (the fast path), a ``RowSource`` read per batch (``NpyArray``,
+    ``NpzArray``, ``ParquetColumns``, ``ImageFiles``; an ``np.memmap`` becomes an ``NpyArray``), a
+    numpy array (taken into memory), or a map-style torch ``Dataset`` returning ``(x, y)`` or a
+    dict; see ``from_torch``. ``rows`` (internal) selects the rows of that storage this view holds.
 
     ``subclasses`` holds a fine label per row when ``y`` is a super-class (for example
     CIFAR-100 coarse labels with the fine label kept), so that a sub-class can be forgotten
@@ -71,6 +68,9 @@ class Dataset:
     ``keys`` gives every row a stable record key (a user id, a file row): requests, cards and
     audit records speak in keys, never in positions of a shuffled split. Without keys, a row's
     key is its row number in the data as given (before any split).
+
+    ``meta`` describes the data set (feature names, the key column...); a numpy array or tensor
+    in it with one entry per row is per-row metadata and follows the rows into every view.
 
     ``num_workers``: loader worker processes for a torch data set (decoding images, reading
     files); in-memory and memory-mapped inputs are sliced in the calling process.
@@ -107,7 +107,7 @@ class Dataset:
             self.source: Any = X
             if y is None:
                 y = _read_labels(X, num_workers)
-        elif isinstance(X, NpyArray):
+        elif isinstance(X, RowSource):
             self.source = X
         else:
             self.source = _as_tensor_inputs(X)
@@ -185,8 +185,9 @@ class Dataset:
 
     @property
     def streamed(self) -> bool:
-        """True for a torch data set (read through a ``DataLoader``)."""
-        return not isinstance(self.source, (Tensor, NpyArray))
+        """True for a torch data set (read through a ``DataLoader``); a ``RowSource`` is read by the
+        loader itself."""
+        return not isinstance(self.source, (Tensor, RowSource))
 
     def storage_rows(self) -> Tensor:
         """Positions in the underlying storage of this view's rows, in order."""
@@ -202,7 +203,7 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one row's input (for dict inputs, of its first entry)."""
-        if isinstance(self.source, (Tensor, NpyArray)):
+        if isinstance(self.source, (Tensor, RowSource)):
             return tuple(self.source.shape[1:])
         x = self._first()
         if x is None:
@@ -214,7 +215,7 @@ class Dataset:
     @property
     def input_dtype(self) -> torch.dtype | None:
         """The dtype a model receives (after the per-batch transform); None for dict inputs."""
-        if isinstance(self.source, (Tensor, NpyArray)):
+        if isinstance(self.source, (Tensor, RowSource)):
             dtype = self.source.dtype
         else:
             x = self._first()
@@ -278,6 +279,7 @@ class Dataset:
             times=pick(self.times),
             series=pick(self.series),
             keys=self.keys[idx.numpy()],
+            meta={k: _pick_rows(v, idx) if _per_row(v, len(self)) else v for k, v in self.meta.items()},
             _first_input=None,
         )
 
@@ -313,13 +315,14 @@ class Dataset:
     def fingerprint(self) -> str:
         """sha256 of the data, to tie models, caches and audit records to exact data.
 
-        In-memory inputs are hashed in full; a memory-mapped file by its path, size and the
-        rows held; a torch data set by its type and rows (its inputs are not read)."""
+        In-memory inputs are hashed in full; a file read per batch (``RowSource``) by its path,
+        size, layout and the rows held; a torch data set by its type and rows (its inputs are not
+        read)."""
         h = hashlib.sha256()
         if isinstance(self.source, Tensor):
             parts: tuple = (self.X,)
         else:
-            desc = self.source.describe() if isinstance(self.source, NpyArray) else type(self.source).__qualname__
+            desc = self.source.describe() if isinstance(self.source, RowSource) else type(self.source).__qualname__
             h.update(desc.encode())
             parts = (self.storage_rows(),)
         for t in parts + (self.y,) + ((self.subclasses,) if self.subclasses is not None else ()):
@@ -337,9 +340,16 @@ def concat(parts: list[Dataset], name: str | None = None) -> Dataset:
     kind = first.kind
     y = torch.cat([p.y for p in parts])
     keys = np.concatenate([p.keys for p in parts])
+    meta = {k: v for k, v in first.meta.items() if not _per_row(v, len(first))}
+    for k, v in first.meta.items():  # per-row metadata that every part has is joined, else dropped
+        if _per_row(v, len(first)) and all(_per_row(p.meta.get(k), len(p)) for p in parts):
+            joined = [p.meta[k] for p in parts]
+            meta[k] = np.concatenate(joined) if isinstance(v, np.ndarray) else torch.cat(joined)
     if all(p.source is first.source for p in parts):
-        merged = first._derive(rows=torch.cat([p.storage_rows() for p in parts]), y=y, keys=keys, _first_input=None)
-        return merged._derive(subclasses=None, times=None, series=None)
+        rows = torch.cat([p.storage_rows() for p in parts])
+        return first._derive(
+            rows=rows, y=y, keys=keys, meta=meta, subclasses=None, times=None, series=None, _first_input=None
+        )
     if all(p.in_memory for p in parts):
         X = torch.cat([p.X for p in parts])
     else:
@@ -349,9 +359,18 @@ def concat(parts: list[Dataset], name: str | None = None) -> Dataset:
 
         X = ConcatDataset([RowsView(p) for p in parts])
     return Dataset(
-        X, y, kind=kind, class_names=first.class_names, name=name or first.name, keys=keys,
+        X, y, kind=kind, class_names=first.class_names, name=name or first.name, keys=keys, meta=meta,
         num_workers=max(p.num_workers for p in parts),
     )  # fmt: skip
+
+
+def _per_row(value: Any, n: int) -> bool:
+    """Whether a ``meta`` entry is per-row metadata: an array or tensor with one entry per row."""
+    return isinstance(value, (np.ndarray, Tensor)) and value.ndim >= 1 and len(value) == n
+
+
+def _pick_rows(value: np.ndarray | Tensor, idx: Tensor) -> np.ndarray | Tensor:
+    return value[idx.numpy()] if isinstance(value, np.ndarray) else value[idx.to(value.device)]
 
 
 def _check_targets(y: Tensor, kind: str, class_names: tuple | None, name: str) -> Tensor:

@@ -3,6 +3,10 @@
 Every loader gives each row a record key: a key column or array when the file has one, the
 image's path for image folders, else the row number in the file (never a position in the
 shuffled split), so forget requests name the same rows in every later run.
+
+Image folders, ``.npz`` files and Parquet tables can also stay on disk and be read per batch
+(``stream=``; see ``obliviate.data.sources`` for the sources and the default rule). CSV files,
+MNIST and CIFAR files are always read into memory.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import numpy as np
 import torch
 
 from obliviate.data.dataset import DataError, Dataset, DataSplit, TaskKind, split_dataset
+from obliviate.data.memmap import NpzArray, npz_member
+from obliviate.data.sources import ImageFiles, ParquetColumns, image_header, read_image, stream_by_default
 from obliviate.extras import need
 
 _IDX_DTYPES = {
@@ -138,21 +144,38 @@ def _npz_array(arrays, path: Path, name: str) -> np.ndarray:
         raise DataError(f"{path}: cannot read array {name!r} ({exc})") from None
 
 
-def _inputs(X: np.ndarray, path: Path, name: str) -> np.ndarray:
-    """Numeric inputs; ``(N, H, W)`` images get a channel axis, ``(N, 1, H, W)``. Pixels keep their dtype."""
-    if X.dtype.kind not in "biuf":
-        raise DataError(f"{path}: {name} has dtype {X.dtype}; inputs must be numbers")
+def _inputs(arrays, path: Path, name: str, stream: bool | None) -> np.ndarray | NpzArray:
+    """Numeric inputs; ``(N, H, W)`` images get a channel axis, ``(N, 1, H, W)``. Pixels keep their dtype.
+
+    Streamed (an ``NpzArray``) when ``stream`` says so, or by default when the array is larger
+    than the streaming limit and stored uncompressed; a compressed array is read into memory
+    unless streaming was asked for, which it cannot be."""
+    shape, dtype, _, offset = npz_member(path, name)
+    if dtype.kind not in "biuf":
+        raise DataError(f"{path}: {name} has dtype {dtype}; inputs must be numbers")
+    row_shape = (1, *shape[1:]) if len(shape) == 3 else None
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if stream or (stream is None and offset is not None and stream_by_default(nbytes)):
+        return NpzArray(path, name, row_shape)
+    X = _npz_array(arrays, path, name)
     return X[:, None] if X.ndim == 3 else X
 
 
 def load_npz(
-    path: str | Path, kind: TaskKind = "classification", test_fraction: float = 0.2, seed: int = 0
+    path: str | Path,
+    kind: TaskKind = "classification",
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    stream: bool | None = None,
 ) -> DataSplit:
     """Arrays ``X_train, y_train, X_test, y_test``, or ``X, y`` split here with ``seed``.
 
     Optional arrays: ``keys`` (one record key per row of ``X``; ``keys_train`` and ``keys_test``
     in the split layout) and ``class_names``. A 3-D ``X`` is read as ``(N, H, W)`` grayscale
-    images and gets a channel axis.
+    images and gets a channel axis. ``stream``: read the inputs per batch from the file
+    (``NpzArray``; uncompressed arrays only, as ``np.savez`` writes them), or ``None`` for the
+    default rule (``obliviate.data.sources.stream_by_default``; compressed arrays are then read
+    into memory).
     """
     path = Path(path)
     try:
@@ -172,7 +195,7 @@ def load_npz(
             names = tuple(names.tolist())
 
         def build(x: str, y: str, keys: str, name: str) -> Dataset:
-            X, labels = _inputs(get(x), path, x), get(y)
+            X, labels = _inputs(arrays, path, x, stream), get(y)
             if labels.dtype.kind not in "biuf":
                 raise DataError(f"{path}: {y} has dtype {labels.dtype}; store class ids (and class_names) or numbers")
             return Dataset(X, labels, kind=kind, class_names=names, name=name, keys=get(keys))
@@ -192,23 +215,7 @@ def _class_folders(root: Path) -> list[Path]:
     return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
-def _read_image(path: Path) -> np.ndarray:
-    """One image as ``(C, H, W)`` uint8: grayscale stays one channel, everything else becomes RGB."""
-    Image = need("PIL.Image", "files")
-    UnidentifiedImageError = Image.UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            if image.mode in ("I", "I;16", "I;16B", "F"):
-                raise DataError(f"{path}: {image.mode} images (16-bit or float) are not supported; save 8-bit images")
-            gray = image.mode in ("1", "L", "LA")
-            pixels = np.asarray(image.convert("L" if gray else "RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"{path}: cannot read image ({exc})") from None
-    return pixels[None] if gray else pixels.transpose(2, 0, 1)
-
-
-def _image_dataset(root: Path, folder: Path, classes: list[str], name: str) -> Dataset:
+def _image_dataset(root: Path, folder: Path, classes: list[str], name: str, stream: bool | None) -> Dataset:
     files, labels = [], []
     for sub in _class_folders(folder):
         if sub.name not in classes:
@@ -218,49 +225,60 @@ def _image_dataset(root: Path, folder: Path, classes: list[str], name: str) -> D
         labels += [classes.index(sub.name)] * len(found)
     if not files:
         raise DataError(f"{folder}: no .png or .jpg images in class folders ({folder}/<class>/*.png)")
-    images = []
-    for f in files:
-        pixels = _read_image(f)
-        if images and pixels.shape != images[0].shape:
-            raise DataError(
-                f"{f}: image is {_shape(pixels)} but {files[0].name} is {_shape(images[0])}; "
-                "all images must have one size and colour mode"
-            )
-        images.append(pixels)
+    first = image_header(files[0])
+    if stream is None:
+        stream = stream_by_default(len(files) * int(np.prod(first)))
+    if stream:  # every header is checked now (cheap), the pixels are decoded per batch
+        for f in files:
+            _same_size(f, image_header(f), files[0], first)
+        X = ImageFiles(files, first)
+    else:
+        images = [read_image(f) for f in files]
+        for f, pixels in zip(files, images, strict=True):
+            _same_size(f, pixels.shape, files[0], first)
+        X = np.stack(images)
     keys = [f.relative_to(root).as_posix() for f in files]
-    return Dataset(np.stack(images), np.asarray(labels), class_names=tuple(classes), name=name, keys=keys)
+    return Dataset(X, np.asarray(labels), class_names=tuple(classes), name=name, keys=keys)
 
 
-def _shape(pixels: np.ndarray) -> str:
-    channels, height, width = pixels.shape
+def _same_size(path: Path, shape: tuple, first: Path, first_shape: tuple) -> None:
+    if tuple(shape) != tuple(first_shape):
+        raise DataError(
+            f"{path}: image is {_shape(shape)} but {first.name} is {_shape(first_shape)}; "
+            "all images must have one size and colour mode"
+        )
+
+
+def _shape(shape: tuple) -> str:
+    channels, height, width = shape
     return f"{width}x{height} {'grayscale' if channels == 1 else 'RGB'}"
 
 
-def load_image_folder(root: str | Path, test_fraction: float = 0.2, seed: int = 0) -> DataSplit:
+def load_image_folder(
+    root: str | Path, test_fraction: float = 0.2, seed: int = 0, stream: bool | None = None
+) -> DataSplit:
     """Images in ``root/<class>/*.png|jpg`` (or ``root/train/<class>/`` and ``root/test/<class>/``).
 
     Classes are the folder names in sorted order; grayscale images give ``(N, 1, H, W)``, colour
     ones ``(N, 3, H, W)``, uint8 pixels as stored; all images must share one size. A row's key is
     its path under ``root`` (``cat/001.png``). Without train/test folders the split is seeded.
+    ``stream``: decode images per batch (``ImageFiles``) instead of all up front; ``None`` streams
+    when the decoded pixels would exceed the streaming limit (``stream_by_default``).
     """
     root = Path(root)
     if (root / "train").is_dir() and (root / "test").is_dir():
         classes = [d.name for d in _class_folders(root / "train")]
-        train = _image_dataset(root, root / "train", classes, f"{root.name}-train")
-        return DataSplit(train, _image_dataset(root, root / "test", classes, f"{root.name}-test"))
+        train = _image_dataset(root, root / "train", classes, f"{root.name}-train", stream)
+        return DataSplit(train, _image_dataset(root, root / "test", classes, f"{root.name}-test", stream))
     classes = [d.name for d in _class_folders(root)]
-    return split_dataset(_image_dataset(root, root, classes, root.name), test_fraction, seed)
+    return split_dataset(_image_dataset(root, root, classes, root.name, stream), test_fraction, seed)
 
 
-def _read_table(path: Path):
+def _arrow(path: Path, read, *args, **kwargs):
+    """``read(*args, **kwargs)`` with pyarrow's errors as one-line ``DataError``s."""
     pa = need("pyarrow", "files")
-    pacsv = need("pyarrow.csv", "files")
-    pq = need("pyarrow.parquet", "files")
-
     try:
-        if path.suffix.lower() == ".csv":
-            return pacsv.read_csv(path)
-        return pq.read_table(path)
+        return read(*args, **kwargs)
     except (pa.ArrowException, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot read {path.suffix.lstrip('.')} table ({first})") from None
@@ -273,16 +291,29 @@ def _column(table, path: Path, name: str, role: str) -> np.ndarray:
     return column.to_numpy()
 
 
-def _numeric_column(table, path: Path, name: str) -> np.ndarray:
+def _check_numeric(schema, path: Path, name: str) -> None:
     pa = need("pyarrow", "files")
 
-    kind = table.schema.field(name).type
+    kind = schema.field(name).type
     if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
         raise DataError(
             f"{path}: feature column {name!r} is not numeric ({kind}); choose numeric columns with --features "
             "or name an id column with --key"
         )
-    return _column(table, path, name, "feature").astype(np.float32)
+
+
+def _check_parquet_nulls(parquet, path: Path, features: list[str]) -> None:
+    """Missing feature values, from the row groups' statistics (streamed files are not read here;
+    a file written without statistics is checked as each row group is read)."""
+    meta = parquet.metadata
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for i in range(group.num_columns):
+            column = group.column(i)
+            stats = column.statistics
+            if column.path_in_schema in features and stats is not None and stats.has_null_count and stats.null_count:
+                name, nulls = column.path_in_schema, stats.null_count
+                raise DataError(f"{path}: feature column {name!r} has {nulls} missing values (row group {g})")
 
 
 def _class_labels(values: np.ndarray, path: Path, target: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -307,6 +338,7 @@ def load_table(
     test_fraction: float = 0.2,
     seed: int = 0,
     key: str | None = None,
+    stream: bool | None = None,
 ) -> DataSplit:
     """A CSV (with a header) or Parquet table: numeric feature columns, a target column, and an
     optional key column (a user id; rows sharing a key are one person's rows).
@@ -314,10 +346,20 @@ def load_table(
     ``features`` defaults to every column except the target and the key; the key is never a
     feature. Classification targets (names or integers) become class ids in sorted order of their
     values, kept as class names. Without a key column, a row's key is its row number in the file.
+
+    ``stream``: read a Parquet file's features per batch, by row groups (``ParquetColumns``);
+    targets and keys are always read into memory. ``None`` streams a Parquet file whose features
+    would exceed the streaming limit (``stream_by_default``); a CSV file cannot be streamed.
     """
     path = Path(path)
-    table = _read_table(path)
-    columns = table.column_names
+    csv = path.suffix.lower() == ".csv"
+    if csv:
+        table = _arrow(path, need("pyarrow.csv", "files").read_csv, path)
+        schema, rows = table.schema, table.num_rows
+    else:
+        parquet = _arrow(path, need("pyarrow.parquet", "files").ParquetFile, path)
+        schema, rows = parquet.schema_arrow, parquet.metadata.num_rows
+    columns = schema.names
     for role, name in (("target", target), ("key", key)):
         if name is not None and name not in columns:
             raise DataError(f"{path}: no {role} column {name!r}; columns are {columns}")
@@ -331,7 +373,21 @@ def load_table(
         features = [c for c in columns if c not in (target, key)]
         if not features:
             raise DataError(f"{path}: no feature columns besides the target and key")
-    X = np.stack([_numeric_column(table, path, c) for c in features], axis=1)
+    for c in features:
+        _check_numeric(schema, path, c)
+    labels = [target] + ([key] if key else [])
+    if stream is None:
+        stream = not csv and stream_by_default(rows * len(features) * 4)
+    if stream:
+        if csv:
+            raise DataError(f"{path}: a CSV file cannot be streamed; convert it to Parquet to read it per batch")
+        _check_parquet_nulls(parquet, path, features)
+        X = ParquetColumns(path, features)
+        table = _arrow(path, parquet.read, columns=labels)
+    else:
+        if not csv:
+            table = _arrow(path, parquet.read, columns=features + labels)
+        X = np.stack([_column(table, path, c, "feature").astype(np.float32) for c in features], axis=1)
     values = _column(table, path, target, "target")
     class_names = None
     if kind == "classification":

@@ -14,9 +14,16 @@ arguments), ``y`` and ``index`` (the rows' positions in the data set iterated, s
 look up per-row values it computed earlier, such as a teacher's outputs).
 
 Three paths, one interface: in-memory tensors are sliced by index in the calling process (the
-fast path, as fast as a hand-written loop); memory-mapped arrays (``NpyArray``) are gathered
-per batch; any other torch data set goes through a torch ``DataLoader`` with the data set's
-``num_workers``. ``model_input`` is the documented per-batch transform: ``uint8`` inputs
+fast path, as fast as a hand-written loop); inputs kept in files (a ``RowSource``: ``.npy``,
+``.npz`` members, Parquet columns, image files) are read per batch, each batch's rows in file
+order (in block order for a source read in blocks); any other torch data set goes through a
+torch ``DataLoader`` with the data set's ``num_workers``.
+
+A source read in blocks (Parquet row groups) changes how a shuffled pass is drawn: the blocks are
+visited in random order, ``window`` blocks at a time, and the rows of those blocks are shuffled
+together, so each block is read once per epoch instead of once per batch. When the data hold no
+more than ``window`` blocks this is the plain shuffle of the in-memory path (same seed, same
+order). ``model_input`` is the documented per-batch transform: ``uint8`` inputs
 (images) become ``float32 / 255``; float inputs and integer ids pass unchanged.
 """
 
@@ -26,13 +33,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, default_collate
 from torch.utils.data import Dataset as TorchDataset
 
 from obliviate.data.dataset import Dataset, split_item
-from obliviate.data.memmap import NpyArray
+from obliviate.data.sources import RowSource
 
 Inputs = Tensor | dict[str, Tensor]
 
@@ -79,7 +87,7 @@ class RowsView(TorchDataset):
         self.source = data.source
         self.rows = data.storage_rows().numpy()
         # a user's data set returns (x, y) or a dict; our own sources return inputs only
-        self.inputs_only = isinstance(self.source, (Tensor, NpyArray, ConcatDataset))
+        self.inputs_only = isinstance(self.source, (Tensor, RowSource, ConcatDataset))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -97,7 +105,7 @@ def take(data: Dataset, index: Tensor, device: str | torch.device | None = None,
     storage = cpu_index if data.rows is None else data.rows[cpu_index]
     if isinstance(source, Tensor):
         x = source[storage]
-    elif isinstance(source, NpyArray):
+    elif isinstance(source, RowSource):
         x = source.take(storage.numpy())
     else:
         view = RowsView(data)
@@ -107,8 +115,25 @@ def take(data: Dataset, index: Tensor, device: str | torch.device | None = None,
     return Batch(to_device(x, device), to_device(data.y[cpu_index], device), to_device(cpu_index, device))
 
 
-def _order(n: int, shuffle: bool, generator: torch.Generator | None) -> Tensor:
-    return torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+def _order(data: Dataset, shuffle: bool, generator: torch.Generator | None) -> Tensor:
+    """Positions in the order a pass visits them: shuffled with ``generator`` when asked, a few
+    blocks at a time for a source read in blocks (see the module's docstring)."""
+    n = len(data)
+    if not shuffle:
+        return torch.arange(n)
+    source = data.source
+    if not (isinstance(source, RowSource) and source.in_blocks):
+        return torch.randperm(n, generator=generator)
+    ids, blocks = np.unique(source.blocks(data.storage_rows().numpy()), return_inverse=True)
+    if len(ids) <= source.window:
+        return torch.randperm(n, generator=generator)
+    visit = torch.randperm(len(ids), generator=generator).split(source.window)
+    blocks = torch.from_numpy(blocks)
+    parts = []
+    for window in visit:
+        rows = torch.nonzero(torch.isin(blocks, window)).flatten()
+        parts.append(rows[torch.randperm(len(rows), generator=generator)])
+    return torch.cat(parts)
 
 
 def iterate(
@@ -121,12 +146,13 @@ def iterate(
 ) -> Iterator[Batch]:
     """Every row of ``data`` once, in batches of ``batch_size`` (the last one smaller).
 
-    The order is drawn up front with ``generator`` (so seeded runs repeat); in-memory and
-    memory-mapped inputs are gathered here, a torch data set by a ``DataLoader`` with
+    The order is drawn up front with ``generator`` (so seeded runs repeat); in-memory inputs and
+    a ``RowSource`` are gathered here, a torch data set by a ``DataLoader`` with
     ``data.num_workers`` workers that reads the same batches in the same order."""
-    splits = _order(len(data), shuffle, generator).split(batch_size)
-    if isinstance(data.source, NpyArray):  # read each batch in file order (same rows, fewer copies)
-        rows = data.storage_rows()
+    splits = _order(data, shuffle, generator).split(batch_size)
+    source = data.source
+    if isinstance(source, RowSource) and not source.in_blocks:
+        rows = data.storage_rows()  # read each batch in file order (same rows, fewer seeks)
         splits = [idx[rows[idx].argsort()] for idx in splits]
     if not data.streamed:
         for idx in splits:

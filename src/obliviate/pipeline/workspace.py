@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from obliviate.atomic import atomic_write_text
 from obliviate.checkpoint import build_checked
 from obliviate.data import DataSplit, load_data
-from obliviate.forget import ForgetSpec, ForgetSpecError
+from obliviate.forget import ForgetSpec, ForgetSpecError, file_rows
 from obliviate.pipeline.audit import AuditLog
 from obliviate.pipeline.config import PipelineConfig
 from obliviate.pipeline.ledger import Ledger, Request
@@ -74,8 +74,12 @@ class Pipeline:
         if "ledger" in self.__dict__:
             self.ledger.close()
 
-    def parse_spec(self, dataset: str, spec: dict | str | ForgetSpec) -> ForgetSpec:
-        """Validate a request against the named data set's training split, or raise ``RequestError``."""
+    def parse_spec(self, dataset: str, spec: dict | str | ForgetSpec, rows_of_file: bool = False) -> ForgetSpec:
+        """Validate a request against the named data set's training split, or raise ``RequestError``.
+
+        ``rows_of_file``: the request's ``indices`` name rows of the data file, as on the command
+        line (``obliviate.forget.file_rows``), and the request is kept as the keys of those rows;
+        otherwise ``indices`` are positions in the training split, as in a ``ForgetSpec``."""
         if dataset != self.config.dataset.name:
             served = self.config.dataset.name
             raise UnknownDatasetError(f"unknown data set {dataset!r}; this pipeline serves {served!r}")
@@ -87,9 +91,12 @@ class Pipeline:
         except ValidationError as exc:
             first = exc.errors()[0]
             raise RequestError(f"invalid spec {'.'.join(map(str, first['loc'])) or ''}: {first['msg']}") from None
-        if spec.indices is not None and len(spec.indices) > self.config.max_rows_per_request:
+        named = spec.indices if spec.indices is not None else spec.keys
+        if named is not None and len(named) > self.config.max_rows_per_request:
             raise RequestError(f"a request may name at most {self.config.max_rows_per_request} rows")
         try:
+            if rows_of_file:
+                spec = file_rows(spec, self.split)
             spec.resolve(self.split.train)
         except ForgetSpecError as exc:
             raise RequestError(str(exc)) from None
@@ -104,9 +111,12 @@ class Pipeline:
         requester: str,
         reason: str = "",
         client_key: str | None = None,
+        rows_of_file: bool = False,
     ) -> tuple[Request, bool]:
-        """Validate and store a request; returns it and whether it is new (see ``Ledger.submit``)."""
-        parsed = self.parse_spec(dataset, spec)
+        """Validate and store a request; returns it and whether it is new (see ``Ledger.submit``).
+
+        ``rows_of_file``: ``indices`` are rows of the data file (see ``parse_spec``)."""
+        parsed = self.parse_spec(dataset, spec, rows_of_file)
         if not isinstance(requester, str) or not requester.strip():
             raise RequestError("a request needs a requester")
         for name, text in (("requester", requester), ("reason", reason), ("client_key", client_key or "")):
