@@ -280,7 +280,7 @@ def evaluate_cmd(
     from obliviate.display import report_table
     from obliviate.evaluation import evaluate
     from obliviate.forget import Forgotten, UnlearningTask
-    from obliviate.methods import RunLog
+    from obliviate.records import RunLog
 
     selectors = (spec, classes, subclass, indices, keys, keys_file, fraction, target_range)
     if cumulative and any(v is not None for v in selectors):

@@ -23,8 +23,9 @@ from torch import Tensor, nn
 
 from obliviate.llm.data import QA, LMTask
 from obliviate.llm.model import IGNORE, REFUSALS, collate, encode, lm_loss, sequence_logprob
-from obliviate.methods.base import MethodError, RunLog
+from obliviate.methods.base import MethodError
 from obliviate.progress import Progress
+from obliviate.records import RunLog
 from obliviate.training import batches, seed_everything
 
 
