@@ -23,3 +23,13 @@ def test_records_are_the_public_report_and_log():
     from obliviate.records import Report
 
     assert obliviate.Report is Report and obliviate.RunLog is RunLog
+
+
+def test_sisa_imports_alone_and_registers_method_and_architecture():
+    loaded = _loaded_after("from obliviate.methods.sisa import SISAEnsemble, train_sisa", "obliviate.methods.sisa")
+    assert loaded == ["obliviate.methods.sisa"]
+    from obliviate.methods import REGISTRY
+    from obliviate.methods.sisa import Sisa, SISAEnsemble
+    from obliviate.models import ARCHITECTURES
+
+    assert REGISTRY["sisa"] is Sisa and ARCHITECTURES["sisa"] is SISAEnsemble
