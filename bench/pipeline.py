@@ -23,8 +23,8 @@ import torch
 
 from obliviate import ForgetSpec, TrainConfig, UnlearningTask, build_model, fit, load_data, unlearn
 from obliviate.data import DataSplit
+from obliviate.methods.sisa import train_sisa
 from obliviate.pipeline import DataSource, Pipeline, PipelineConfig, process
-from obliviate.sisa import train_sisa
 from obliviate.training import accuracy
 
 

@@ -26,10 +26,11 @@ import torch
 from obliviate.data import load_data
 from obliviate.evaluation import evaluate
 from obliviate.forget import ForgetSpec, UnlearningTask
-from obliviate.methods import RunContext, RunLog, UnlearningResult, make_config, unlearn
+from obliviate.methods import RunContext, UnlearningResult, make_config, unlearn
 from obliviate.methods.gkt import gated_knowledge_transfer
 from obliviate.methods.model_inversion import distil_retained, synthesise
 from obliviate.models import build_model
+from obliviate.records import RunLog
 from obliviate.synthesis import class_labels
 from obliviate.training import TrainConfig, accuracy, fit, seed_everything
 

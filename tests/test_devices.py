@@ -28,3 +28,23 @@ def test_unusable_device_is_one_line_and_writes_nothing(device, message, tmp_pat
     err = capsys.readouterr().err
     assert exc.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
+
+
+def test_llm_demo_runs_on_the_requested_device(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("transformers")
+    from cli_helpers import run_cli
+
+    import obliviate.llm.demo as demo
+
+    seen = {}
+
+    def fake_demo(methods, seed=0, progress=False, device=None):
+        seen["device"] = device
+        return demo.LMRun({}, {})
+
+    monkeypatch.setattr(demo, "run_llm_demo", fake_demo)
+    code, _, err = run_cli(
+        monkeypatch, capsys, "demo", "--task", "llm", "--device", "cpu", "--out", tmp_path / "r.json"
+    )
+    assert code == 0, err
+    assert seen["device"] == torch.device("cpu")

@@ -20,11 +20,11 @@ import torch
 from typer.testing import CliRunner
 
 from obliviate import DataAccessError, ForgetSpec, TrainConfig, UnlearningTask, build_model, fit, load_data, unlearn
-from obliviate.blocks.noise import learn_noise
 from obliviate.checkpoint import save_model
 from obliviate.cli import app
 from obliviate.data import DataSplit
 from obliviate.methods import REGISTRY, MethodError, RunContext, make_config
+from obliviate.synthesis import class_noise
 from obliviate.training import accuracy, seed_everything
 
 NEW_METHODS = [
@@ -235,8 +235,9 @@ def test_ssd_warns_when_dampening_leaves_the_forget_set_as_it_was(original, clas
 def test_unsir_noise_stays_in_the_range_of_real_inputs(original, class_task):
     labels = torch.full((16,), 3)
     shape = class_task.input_shape
-    free = learn_noise(original, labels, shape, generator=torch.Generator().manual_seed(0))
-    kept = learn_noise(original, labels, shape, bounds=(0.0, 1.0), generator=torch.Generator().manual_seed(0))
+    search = dict(maximise=True, steps=40)
+    free = class_noise(original, labels, shape, **search, generator=torch.Generator().manual_seed(0))
+    kept = class_noise(original, labels, shape, **search, bounds=(0.0, 1.0), generator=torch.Generator().manual_seed(0))
     assert free.min() < 0 or free.max() > 1
     assert kept.min() >= 0 and kept.max() <= 1
     details = unlearn(original, class_task, "unsir").log.details

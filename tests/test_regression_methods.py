@@ -19,8 +19,8 @@ from obliviate.data import load_data
 from obliviate.evaluation import evaluate
 from obliviate.forget import ForgetSpec, UnlearningTask
 from obliviate.methods import MethodError, unlearn
-from obliviate.methods.blindspot import attention_map, feature_layers
-from obliviate.models import build_model
+from obliviate.methods.blindspot import feature_layers
+from obliviate.models import attention_map, build_model
 from obliviate.models.forecasting import target_scale
 from obliviate.training import TrainConfig, fit, predict
 

@@ -11,7 +11,7 @@ from pipeline_helpers import RECIPE
 from obliviate import ForgetSpec, UnlearningTask, build_model, load_data, unlearn
 from obliviate.checkpoint import load_model, save_model
 from obliviate.methods import MethodError
-from obliviate.sisa import SISAEnsemble, train_sisa
+from obliviate.methods.sisa import SISAEnsemble, train_sisa
 from obliviate.training import accuracy
 
 

@@ -7,10 +7,11 @@ import importlib
 
 _HOMES = {
     "obliviate.data": ("Dataset", "DataSplit", "load_data", "split_dataset"),
-    "obliviate.evaluation": ("Report", "evaluate"),
+    "obliviate.evaluation": ("evaluate",),
     "obliviate.forget": ("DataAccessError", "ForgetSpec", "ForgetSpecError", "Forgotten", "UnlearningTask"),
-    "obliviate.methods": ("REGISTRY", "RunLog", "UnlearningResult", "unlearn"),
+    "obliviate.methods": ("REGISTRY", "UnlearningResult", "unlearn"),
     "obliviate.models": ("ActivationRecorder", "build_model"),
+    "obliviate.records": ("Report", "RunLog"),
     "obliviate.training": ("TrainConfig", "fit"),
     "obliviate.verification": ("Verdict", "VerifyConfig", "verify"),
 }

@@ -22,12 +22,13 @@ from pydantic import Field, ValidationError
 from torch import nn
 
 from obliviate.adapter import forward
-from obliviate.engine import Engine
+from obliviate.engine import Engine, make_optimizer
 from obliviate.evaluation import model_outputs
 from obliviate.forget import UnlearningTask
-from obliviate.methods.base import MethodConfig, MethodError, RunLog, UnlearningResult, get_method, unlearn
+from obliviate.methods.base import MethodConfig, MethodError, UnlearningResult, get_method, unlearn
 from obliviate.models import fresh_copy
-from obliviate.training import TrainConfig, make_optimizer, seed_everything, task_loss
+from obliviate.records import RunLog
+from obliviate.training import TrainConfig, seed_everything, task_loss
 from obliviate.verification import VerifyConfig, verdict_from_outputs
 
 SEARCH: dict[str, list[tuple[str, dict]]] = {

@@ -6,7 +6,7 @@ import math
 
 from rich.table import Table
 
-from obliviate.evaluation import Report
+from obliviate.records import Report
 
 COLUMNS = {
     "classification": ["forget_acc", "retain_acc", "test_acc", "forget_test_acc", "mia_entropy", "mia_loss_cv"],

@@ -15,12 +15,16 @@
 ``run`` is the epoch loop over a ``Dataset`` (or a torch ``DataLoader``) read through
 ``obliviate.data.loader``; ``step`` is one guarded optimiser step for loops that make their own
 batches (GKT's generator samples).
+
+``make_optimizer`` and ``make_scheduler`` are the one way every loop builds its optimiser and
+learning-rate schedule, so a name in a config means the same thing in ``fit``, every method,
+GKT, relearning and the LM loops.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -35,6 +39,39 @@ from obliviate.progress import Progress
 Precision = Literal["fp32", "bf16", "fp16"]
 BatchNormPolicy = Literal["train", "frozen"]
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+OptimizerName = Literal["adam", "sgd", "adamw"]
+Schedule = Literal["constant", "cosine", "step"]
+
+
+def make_optimizer(
+    params: Iterable[Tensor],
+    name: OptimizerName,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """The optimiser ``name`` over ``params`` (``momentum`` applies to SGD only; torch's defaults otherwise)."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose adam, adamw or sgd")
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: Schedule, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The learning-rate schedule over ``total_steps`` optimiser steps: cosine decay to zero, a
+    tenfold drop at each third, or none (``constant``)."""
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+    if schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, total_steps // 3), gamma=0.1)
+    if schedule == "constant":
+        return None
+    raise ValueError(f"unknown schedule {schedule!r}; choose constant, cosine or step")
 
 
 @dataclass

@@ -2,84 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import math
-import platform
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from obliviate.adapter import OutputFn, using_output
-from obliviate.atomic import atomic_write_text
 from obliviate.forget import UnlearningTask
-from obliviate.methods import RunLog
 from obliviate.metrics import METRICS, VIEW_NAMES, MetricContext
+from obliviate.records import ModelResult, Report, RunLog
 from obliviate.training import predict
 from obliviate.verification import VerifyConfig, verdict_from_outputs
 
 AVG_GAP_METRICS = ("forget_acc", "retain_acc", "test_acc", "mia_entropy")
 """DESIGN section 5: Avg Gap is the mean gap over these (percent points)."""
-
-
-@dataclass
-class ModelResult:
-    metrics: dict[str, float]
-    gaps: dict[str, float] = field(default_factory=dict)
-    avg_gap: float | None = None
-    seconds: float | None = None
-    steps: int | None = None
-    speedup: float | None = None
-
-
-@dataclass
-class Report:
-    """The source of truth of an evaluation; tables and HTML are views of it."""
-
-    task: dict
-    reference: str | None
-    models: dict[str, ModelResult]
-    directions: dict[str, str]
-    verdicts: dict[str, dict] = field(default_factory=dict)
-    """Per model, the reference-free verdict (``Verdict.to_dict()``): what a user without a
-    retrained model can know."""
-    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
-    versions: dict = field(
-        default_factory=lambda: {
-            "obliviate": _version(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        }
-    )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=True)
-
-    def save(self, path: str | Path) -> None:
-        atomic_write_text(path, self.to_json())
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Report:
-        models = {k: ModelResult(**v) for k, v in data["models"].items()}
-        return cls(**{**data, "models": models})
-
-    @classmethod
-    def load(cls, path: str | Path) -> Report:
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("obliviate")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def model_outputs(

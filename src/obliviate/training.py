@@ -22,7 +22,7 @@ from obliviate.adapter import forward, model_device, predict
 from obliviate.data import Dataset
 from obliviate.data.dataset import split_item
 from obliviate.data.loader import count_rows
-from obliviate.engine import Engine, Precision
+from obliviate.engine import Engine, OptimizerName, Precision, Schedule, make_optimizer, make_scheduler
 
 
 class TrainConfig(BaseModel):
@@ -30,11 +30,11 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: OptimizerName = "adam"
     lr: float = Field(1e-3, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
-    schedule: Literal["constant", "cosine", "step"] = "constant"
+    schedule: Schedule = "constant"
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=1)
     seed: int = 0
@@ -88,14 +88,6 @@ def per_example_loss(outputs: Tensor, y: Tensor, kind: str) -> Tensor:
     return (outputs.squeeze(-1) - y) ** 2
 
 
-def make_optimizer(params, name: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0):
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}")
-
-
 def batches(
     n: int, batch_size: int, generator: torch.Generator | None = None, shuffle: bool = True
 ) -> Iterator[Tensor]:
@@ -115,14 +107,6 @@ def seed_everything(seed: int) -> torch.Generator:
     """Seed torch's global generator and return a dedicated generator for shuffling."""
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def _scheduler(optimizer, schedule: str, total_steps: int):
-    if schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
-    if schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, total_steps // 3), gamma=0.1)
-    return None
 
 
 def _split_validation(data: Dataset, fraction: float, gen: torch.Generator) -> tuple[Dataset, Dataset | None]:
@@ -180,7 +164,7 @@ def fit(
     loss_fn = task_loss(kind, config.loss)
     optimizer = make_optimizer(model.parameters(), config.optimizer, config.lr, config.momentum, config.weight_decay)
     steps_per_epoch = -(-len(data) // config.batch_size) if isinstance(data, Dataset) else len(data)
-    scheduler = _scheduler(optimizer, config.schedule, steps_per_epoch * config.epochs)
+    scheduler = make_scheduler(optimizer, config.schedule, steps_per_epoch * config.epochs)
     engine = Engine(device, precision, progress=progress)
     history: list[dict] = []
     best = (float("inf"), None, None)

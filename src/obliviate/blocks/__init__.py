@@ -1,2 +1,2 @@
-"""Small building blocks that several unlearning methods share (noise learning, distillation,
-relabelling, parameter importance, frozen BatchNorm). They register nothing."""
+"""Small building blocks that several unlearning methods share (distillation, relabelling,
+parameter importance, frozen BatchNorm). They register nothing."""

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from obliviate.adapter import forward
 from obliviate.data import Batch, Dataset, take
-from obliviate.training import make_optimizer
+from obliviate.engine import OptimizerName, make_optimizer
 
 if TYPE_CHECKING:
     from obliviate.methods.base import RunContext
@@ -41,7 +41,7 @@ def random_label_training(
     epochs: int,
     lr: float,
     batch_size: int,
-    optimizer: str = "sgd",
+    optimizer: OptimizerName = "sgd",
     retain_weight: float = 1.0,
     retain_ratio: float = 1.0,
     description: str = "random labels",

@@ -63,7 +63,7 @@ def demo(
     where = resolve_device(device)
     names = [m for m in methods.split(",") if m] if methods else None
     if task == "llm":
-        _llm_demo(names, seed, out, start)
+        _llm_demo(names, seed, out, start, where)
         return
     if task == "classification":
         spec = ForgetSpec(classes=[forget_class])
@@ -83,13 +83,13 @@ def demo(
     )
 
 
-def _llm_demo(names: list[str] | None, seed: int, out: Path, start: float) -> None:
+def _llm_demo(names: list[str] | None, seed: int, out: Path, start: float, device) -> None:
     import json
 
     from obliviate.atomic import atomic_write_text
     from obliviate.llm.demo import lm_table, run_llm_demo
 
-    run = run_llm_demo(names, seed=seed, progress=True)
+    run = run_llm_demo(names, seed=seed, progress=True, device=device)
     console.print(lm_table(run.rows))
     atomic_write_text(out, json.dumps({"rows": run.rows, "setting": run.setting}, indent=2))
     console.print(f"total {time.perf_counter() - start:.1f}s · report written to {out}")
@@ -279,7 +279,7 @@ def evaluate_cmd(
     from obliviate.display import report_table
     from obliviate.evaluation import evaluate
     from obliviate.forget import Forgotten, UnlearningTask, file_rows
-    from obliviate.methods import RunLog
+    from obliviate.records import RunLog
 
     selectors = (spec, classes, subclass, indices, keys, keys_file, fraction, target_range)
     if cumulative and any(v is not None for v in selectors):

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from obliviate.cli.app import app, console, parse_values
+from obliviate.cli.devices import DeviceOpt, resolve_device
 from obliviate.extras import MissingExtra
 
 KeysOpt = typer.Option(..., "--keys", help="comma-separated keys whose facts are forgotten")
@@ -39,6 +40,7 @@ def forget_lm(
     method: str = typer.Option("npo", help="LM method (see `obliviate methods`, task causal_lm)"),
     option: list[str] = typer.Option(None, "--set", help="method config override key=value"),
     seed: int = typer.Option(0),
+    device: str = DeviceOpt,
 ) -> None:
     """Make a causal LM forget every fact of the given keys; the result goes to a new directory."""
     llm = _llm()
@@ -50,7 +52,8 @@ def forget_lm(
         raise ValueError(f"{out} exists; choose a new directory (the original is never overwritten)")
     task = llm.task_from_keys(llm.load_jsonl(data), _keys(keys))
     net, tokenizer = llm.load_causal_lm(model)
-    result = llm.unlearn_lm(net, tokenizer, task, method, seed=seed, progress=True, **config)
+    where = resolve_device(device)
+    result = llm.unlearn_lm(net, tokenizer, task, method, seed=seed, device=where, progress=True, **config)
     record = {"parent": str(model.resolve()), "data": str(data), "keys": _keys(keys), "run": result.log.to_dict()}
     llm.save_causal_lm(out, result.model, tokenizer, record)
     console.print(
@@ -67,6 +70,7 @@ def evaluate_lm_cmd(
     holdout_keys: str = HoldoutOpt,
     reference: str = typer.Option(None, help="name of the retain model among --model (forget quality, privleak)"),
     out: Path = typer.Option(Path("report.json"), help="JSON report to write"),
+    device: str = DeviceOpt,
 ) -> None:
     """Measure model directories on a forget request: forget quality, utility, ROUGE-L, MIAs."""
     llm = _llm()
@@ -77,9 +81,11 @@ def evaluate_lm_cmd(
     if reference is not None and reference not in pairs:
         raise ValueError(f"--reference {reference!r} is not among the --model names")
     task = llm.task_from_keys(llm.load_jsonl(data), _keys(keys), _keys(holdout_keys))
+    where = resolve_device(device)
     models, tokenizer = {}, None
     for name, path in pairs.items():
-        models[name], tok = llm.load_causal_lm(Path(str(path)))
+        net, tok = llm.load_causal_lm(Path(str(path)))
+        models[name] = net.to(where)
         tokenizer = tokenizer or tok
     rows = llm.evaluate_lm(models, tokenizer, task, reference=reference)
     console.print(lm_table(rows, title=f"forgetting {len(task.forget_keys)} key(s)"))

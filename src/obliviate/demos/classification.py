@@ -11,10 +11,11 @@ from torch import nn
 
 from obliviate.auto import AutoError
 from obliviate.data import load_data
-from obliviate.evaluation import Report, evaluate
+from obliviate.evaluation import evaluate
 from obliviate.forget import ForgetSpec, UnlearningTask
-from obliviate.methods import RunLog, unlearn
+from obliviate.methods import unlearn
 from obliviate.models import build_model
+from obliviate.records import Report, RunLog
 from obliviate.training import TrainConfig, fit
 
 DEMO_RECIPE = TrainConfig(optimizer="adam", lr=2e-3, epochs=15, batch_size=64)

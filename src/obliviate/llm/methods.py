@@ -21,10 +21,13 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 
+from obliviate.adapter import model_device
+from obliviate.engine import make_optimizer
 from obliviate.llm.data import QA, LMTask
 from obliviate.llm.model import IGNORE, REFUSALS, collate, encode, lm_loss, sequence_logprob
-from obliviate.methods.base import MethodError, RunLog
+from obliviate.methods.base import MethodError
 from obliviate.progress import Progress
+from obliviate.records import RunLog
 from obliviate.training import batches, seed_everything
 
 
@@ -244,7 +247,7 @@ class RMU(LMMethod):
         if not hasattr(self, "direction"):
             width = model.config.hidden_size
             u = torch.rand(width, generator=torch.Generator().manual_seed(self.seed))
-            self.direction = self.config.steering_coeff * u / u.norm()
+            self.direction = (self.config.steering_coeff * u / u.norm()).to(model_device(model))
         forget_mask = (data.forget["labels"] != IGNORE).unsqueeze(-1)
         h = self._hidden(model, data.forget)
         forget = ((h - self.direction) ** 2 * forget_mask).sum() / (forget_mask.sum() * h.shape[-1])
@@ -279,11 +282,20 @@ def _with_lora(model: nn.Module, rank: int) -> nn.Module:
 
 
 def unlearn_lm(
-    model: nn.Module, tokenizer, task: LMTask, method: str, *, seed: int = 0, progress: bool = False, **config: Any
+    model: nn.Module,
+    tokenizer,
+    task: LMTask,
+    method: str,
+    *,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    **config: Any,
 ) -> LMUnlearningResult:
     """Apply ``method`` to a copy of the causal LM ``model`` so it forgets ``task.forget``.
 
-    The model passed in is never modified (it serves as the frozen reference). ``config``
+    The model passed in is never modified (it serves as the frozen reference, copied to
+    ``device`` when it lives elsewhere); the run is on ``device`` (default: the model's). ``config``
     overrides the method's defaults. Each epoch walks the forget facts in shuffled batches, each
     paired with a random batch of retain facts (and, for preference methods, refusal answers).
     """
@@ -295,14 +307,15 @@ def unlearn_lm(
         raise MethodError(f"method {method!r} needs retain facts; the task has none")
     generator = seed_everything(seed)
     rng = random.Random(seed)
-    reference = model.eval()
-    student = copy.deepcopy(model)
+    device = torch.device(device) if device is not None else model_device(model)
+    reference = model.eval() if model_device(model) == device else copy.deepcopy(model).to(device).eval()
+    student = copy.deepcopy(reference)
     for p in student.parameters():
         p.requires_grad_(True)
     if cfg.lora_rank:
         student = _with_lora(student, cfg.lora_rank)
     params = impl.trainable(student)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    optimizer = make_optimizer(params, "adamw", cfg.lr)
     pad = tokenizer.pad_token_id
     forget = [encode(tokenizer, qa.question, qa.answer) for qa in task.forget]
     retain_rows: list[QA] = task.retain
@@ -315,9 +328,9 @@ def unlearn_lm(
                 retain = None
                 if retain_rows:
                     sample = rng.sample(retain_rows, min(len(idx), len(retain_rows)))
-                    retain = collate([encode(tokenizer, qa.question, qa.answer) for qa in sample], pad)
-                refusal = collate([encode(tokenizer, qa.question, rng.choice(REFUSALS)) for qa in picked], pad)
-                data = Batches(collate([forget[i] for i in idx], pad), retain, refusal)
+                    retain = collate([encode(tokenizer, qa.question, qa.answer) for qa in sample], pad, device)
+                refusal = collate([encode(tokenizer, qa.question, rng.choice(REFUSALS)) for qa in picked], pad, device)
+                data = Batches(collate([forget[i] for i in idx], pad, device), retain, refusal)
                 loss = impl.loss(student, reference, data)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"{method}: loss became {loss.item()} at epoch {epoch}")

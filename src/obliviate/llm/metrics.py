@@ -34,6 +34,7 @@ from scipy.stats import hmean, ks_2samp
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from obliviate.adapter import model_device
 from obliviate.llm.data import QA, LMTask
 from obliviate.llm.model import prompt, qa_batch, token_logprobs
 
@@ -69,7 +70,7 @@ def answer_scores(
     cols: dict[str, list[float]] = {f: [] for f in AnswerScores.__dataclass_fields__}
     for start in range(0, len(rows), batch_size):
         chunk, texts = rows[start : start + batch_size], answers[start : start + batch_size]
-        batch = qa_batch(tokenizer, chunk, texts)
+        batch = qa_batch(tokenizer, chunk, texts, model_device(model))
         picked, mask, logits = token_logprobs(model, batch)
         logp = torch.log_softmax(logits.float(), dim=-1)
         probs = logp.exp()
@@ -77,6 +78,7 @@ def answer_scores(
         sigma = ((probs * logp.square()).sum(-1) - mu.square()).clamp(min=1e-12).sqrt()
         standard = (picked - mu) / sigma
         correct = (logits.argmax(-1) == batch["labels"][:, 1:]) | ~mask
+        picked, standard, mask, correct = (t.cpu() for t in (picked, standard, mask, correct))
         for row, text in enumerate(texts):
             m = mask[row]
             tokens = picked[row][m].numpy()
@@ -152,14 +154,14 @@ def generate(
             ids[row, width - len(x) :] = torch.tensor(x)
             mask[row, width - len(x) :] = 1
         gen = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
+            input_ids=ids.to(model_device(model)),
+            attention_mask=mask.to(model_device(model)),
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
-        out += tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
+        out += tokenizer.batch_decode(gen[:, width:].cpu(), skip_special_tokens=True)
     return [text.strip() for text in out]
 
 

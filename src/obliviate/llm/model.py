@@ -11,7 +11,9 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
+from obliviate.adapter import model_device
 from obliviate.data.dataset import DataError
+from obliviate.engine import make_optimizer
 from obliviate.llm.data import QA, LMTask
 from obliviate.progress import Progress
 from obliviate.training import batches, seed_everything
@@ -121,8 +123,10 @@ def encode(tokenizer, question: str, answer: str) -> tuple[list[int], list[int]]
     return head + tail, [IGNORE] * len(head) + tail
 
 
-def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` for a list of encodings."""
+def collate(
+    pairs: list[tuple[list[int], list[int]]], pad_id: int, device: torch.device | None = None
+) -> dict[str, Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` for a list of encodings, on ``device``."""
     width = max(len(ids) for ids, _ in pairs)
     ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
     labels = torch.full((len(pairs), width), IGNORE, dtype=torch.long)
@@ -131,15 +135,16 @@ def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, 
         ids[row, : len(x)] = torch.tensor(x)
         labels[row, : len(y)] = torch.tensor(y)
         mask[row, : len(x)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
-def qa_batch(tokenizer, rows: list[QA], answers: list[str] | None = None) -> dict[str, Tensor]:
-    """Encode ``rows`` (with ``answers`` in place of their own answers, if given)."""
+def qa_batch(
+    tokenizer, rows: list[QA], answers: list[str] | None = None, device: torch.device | None = None
+) -> dict[str, Tensor]:
+    """Encode ``rows`` (with ``answers`` in place of their own answers, if given) on ``device``."""
     answers = [qa.answer for qa in rows] if answers is None else answers
-    return collate(
-        [encode(tokenizer, qa.question, a) for qa, a in zip(rows, answers, strict=True)], tokenizer.pad_token_id
-    )
+    pairs = [encode(tokenizer, qa.question, a) for qa, a in zip(rows, answers, strict=True)]
+    return collate(pairs, tokenizer.pad_token_id, device)
 
 
 def token_logprobs(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
@@ -188,15 +193,23 @@ class FinetuneResult:
 
 
 def finetune(
-    model: nn.Module, tokenizer, rows: list[QA], config: LMTrainConfig | None = None, progress: bool = False
+    model: nn.Module,
+    tokenizer,
+    rows: list[QA],
+    config: LMTrainConfig | None = None,
+    progress: bool = False,
+    device: str | torch.device | None = None,
 ) -> FinetuneResult:
-    """Fine-tune ``model`` in place on ``rows`` (loss on answer tokens only)."""
+    """Fine-tune ``model`` in place on ``rows`` (loss on answer tokens only), on ``device``
+    (default: where the model lives; the model is moved there)."""
     config = config or LMTrainConfig()
+    device = torch.device(device) if device is not None else model_device(model)
+    model.to(device)
     generator = seed_everything(config.seed)
     encoded = [encode(tokenizer, qa.question, qa.answer) for qa in rows]
     per_epoch = -(-len(encoded) // config.batch_size)
     total = per_epoch * config.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model.parameters(), "adamw", config.lr, weight_decay=config.weight_decay)
     warm = max(1, int(config.warmup * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -207,7 +220,7 @@ def finetune(
     with Progress("fine-tune", total=config.epochs, enabled=progress) as bar:
         for _ in range(config.epochs):
             for idx in batches(len(encoded), config.batch_size, generator):
-                loss = lm_loss(model, collate([encoded[i] for i in idx], tokenizer.pad_token_id))
+                loss = lm_loss(model, collate([encoded[i] for i in idx], tokenizer.pad_token_id, device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -219,12 +232,17 @@ def finetune(
 
 
 def original_and_oracle(
-    task: LMTask, tokenizer, config: LMTrainConfig | None = None, progress: bool = False, **arch
+    task: LMTask,
+    tokenizer,
+    config: LMTrainConfig | None = None,
+    progress: bool = False,
+    device: str | torch.device | None = None,
+    **arch,
 ) -> tuple[FinetuneResult, FinetuneResult]:
     """The fine-tuned original (all facts) and the retain oracle (all but the forget facts),
-    from the same initialisation and recipe."""
+    from the same initialisation and recipe, on ``device`` (default: the CPU)."""
     config = config or LMTrainConfig()
-    original = finetune(tiny_gpt2(tokenizer, seed=config.seed, **arch), tokenizer, task.train, config, progress)
+    original = finetune(tiny_gpt2(tokenizer, seed=config.seed, **arch), tokenizer, task.train, config, progress, device)
     rows = [*task.retain, *task.world]
-    oracle = finetune(tiny_gpt2(tokenizer, seed=config.seed, **arch), tokenizer, rows, config, progress)
+    oracle = finetune(tiny_gpt2(tokenizer, seed=config.seed, **arch), tokenizer, rows, config, progress, device)
     return original, oracle

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
@@ -11,9 +9,9 @@ from torch import nn
 from obliviate.adapter import forward
 from obliviate.blocks.relabel import random_wrong_labels
 from obliviate.data import concat
+from obliviate.engine import OptimizerName, make_optimizer
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
-from obliviate.training import make_optimizer
 
 
 class AmnesiacConfig(MethodConfig):
@@ -22,7 +20,7 @@ class AmnesiacConfig(MethodConfig):
 
     epochs: int = Field(1, ge=1)
     lr: float = Field(0.01, gt=0)
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: OptimizerName = "sgd"
     batch_size: int = Field(64, ge=1)
 
 

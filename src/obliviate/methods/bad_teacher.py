@@ -9,10 +9,10 @@ from torch import nn
 from obliviate.adapter import forward, predict
 from obliviate.blocks.distill import frozen, kl_to_teacher
 from obliviate.data import concat
+from obliviate.engine import make_optimizer
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.models import fresh_copy
-from obliviate.training import make_optimizer
 
 
 class BadTeacherConfig(MethodConfig):

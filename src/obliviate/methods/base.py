@@ -6,7 +6,7 @@ import copy
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -17,6 +17,7 @@ from obliviate.adapter import OutputFn, forward, model_device, using_output
 from obliviate.data import Batch, Dataset, take
 from obliviate.engine import BatchNormPolicy, Engine, Precision
 from obliviate.forget import TaskView, UnlearningTask
+from obliviate.records import RunLog
 from obliviate.training import seed_everything
 
 ALL_KINDS = frozenset({"classification", "regression"})
@@ -189,22 +190,6 @@ def make_config(method: str, **config: Any) -> MethodConfig:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise MethodError(f"bad config for {method!r}: {problems}") from None
-
-
-@dataclass
-class RunLog:
-    """What one unlearning run did and cost."""
-
-    method: str
-    config: dict
-    seconds: float
-    steps: int
-    seed: int
-    needs: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

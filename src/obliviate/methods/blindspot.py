@@ -20,10 +20,11 @@ from torch import Tensor, nn
 
 from obliviate.adapter import forward
 from obliviate.data import Batch, concat, iterate
+from obliviate.engine import OptimizerName, make_optimizer
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
-from obliviate.models import ActivationRecorder, default_feature_layers, fresh_copy
-from obliviate.training import TrainConfig, fit, make_optimizer
+from obliviate.models import ActivationRecorder, attention_map, default_feature_layers, fresh_copy
+from obliviate.training import TrainConfig, fit
 
 
 class BlindspotConfig(MethodConfig):
@@ -48,27 +49,11 @@ class BlindspotConfig(MethodConfig):
     proxy_lr: float = Field(1e-3, gt=0)
     epochs: int = Field(1, ge=1, description="student epochs over retain + forget rows")
     lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: OptimizerName = "adam"
     batch_size: int = Field(64, ge=1)
     beta: float = Field(50.0, ge=0, description="weight of the attention-map distance on forget rows")
     loss: Literal["l1", "mse"] = "l1"
     layers: list[str] | None = Field(None, description="layers whose attention maps are matched (default: the body)")
-
-
-def attention_map(activation: Tensor | tuple) -> Tensor:
-    """Per-row L2-normalised spatial attention: the channel mean of squared activations.
-
-    Images (B, C, H, W) average over C; sequences (B, T, H) over the hidden units, leaving one
-    value per time step; flat features (B, H) keep one value per unit. Tuples (LSTM outputs)
-    use their first element.
-    """
-    a = activation[0] if isinstance(activation, tuple) else activation
-    a = a.float().pow(2)
-    if a.ndim == 4:
-        a = a.mean(1)
-    elif a.ndim == 3:
-        a = a.mean(-1)
-    return F.normalize(a.flatten(1), dim=1)
 
 
 def feature_layers(model: nn.Module) -> list[str]:

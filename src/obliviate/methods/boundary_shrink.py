@@ -10,9 +10,9 @@ from torch import Tensor, nn
 from obliviate.adapter import forward
 from obliviate.blocks.distill import frozen
 from obliviate.data import iterate
+from obliviate.engine import make_optimizer
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
-from obliviate.training import make_optimizer
 
 
 class BoundaryShrinkConfig(MethodConfig):

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import Field
 from torch import nn
 
 from obliviate.adapter import forward
 from obliviate.data import Batch, Dataset
+from obliviate.engine import OptimizerName, make_optimizer
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.synthesis import class_labels, class_noise, invert_classes
-from obliviate.training import make_optimizer, task_loss
+from obliviate.training import task_loss
 
 
 class EMMNConfig(MethodConfig):
@@ -48,7 +47,7 @@ class EMMNConfig(MethodConfig):
     noise_lr: float = Field(0.1, gt=0)
     noise_l2: float = Field(0.3, ge=0)
     bn_prior: float = Field(1.0, ge=0, description="BatchNorm-statistics weight for retained-class noise (0: none)")
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: OptimizerName = "sgd"
     impair_lr: float = Field(5e-3, gt=0)
     impair_epochs: int = Field(1, ge=1)
     repair_lr: float = Field(1e-3, gt=0)

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 from torch import nn
 
 from obliviate.adapter import forward
+from obliviate.engine import OptimizerName, make_optimizer
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
-from obliviate.training import make_optimizer, unit_loss
+from obliviate.training import unit_loss
 
 
 class FinetuneConfig(MethodConfig):
     epochs: int = Field(5, ge=1)
     lr: float = Field(0.02, gt=0)
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: OptimizerName = "sgd"
     batch_size: int = Field(64, ge=1)
 
 

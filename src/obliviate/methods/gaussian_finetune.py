@@ -15,9 +15,10 @@ from pydantic import Field
 from torch import nn
 
 from obliviate.adapter import forward
+from obliviate.engine import OptimizerName, make_optimizer
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
-from obliviate.training import make_optimizer, task_loss
+from obliviate.training import task_loss
 
 
 class GaussianFinetuneConfig(MethodConfig):
@@ -26,7 +27,7 @@ class GaussianFinetuneConfig(MethodConfig):
 
     epochs: int = Field(1, ge=1)
     lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: OptimizerName = "adam"
     batch_size: int = Field(64, ge=1)
     loss: Literal["mse", "l1"] = "mse"
 

@@ -13,9 +13,10 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from obliviate.adapter import forward
+from obliviate.engine import make_optimizer, make_scheduler
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
-from obliviate.models import ActivationRecorder, default_feature_layers, fresh_copy
+from obliviate.models import ActivationRecorder, attention_map, default_feature_layers, fresh_copy
 from obliviate.progress import Progress
 from obliviate.synthesis import class_labels, frozen, invert_classes
 
@@ -104,11 +105,6 @@ class Generator(nn.Module):
         return x
 
 
-def attention_map(activation: Tensor) -> Tensor:
-    """Zagoruyko & Komodakis: channel-mean of squared activations, flattened and L2-normalised."""
-    return F.normalize(activation.pow(2).mean(1).flatten(1), dim=1)
-
-
 def attention_loss(student: dict[str, Tensor], teacher: dict[str, Tensor]) -> Tensor:
     """Sum over layers of the mean squared distance between attention maps (feature maps only)."""
     terms = [
@@ -184,9 +180,9 @@ def gated_knowledge_transfer(
     generator = Generator(data.input_shape, cfg.z_dim, cfg.generator_width).to(ctx.device)
     layers = cfg.layers if cfg.layers is not None else default_feature_layers(teacher)
     score = ProbeScore(teacher, data, cfg, ctx)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.generator_lr)
-    opt_s = torch.optim.Adam(student.parameters(), lr=cfg.student_lr)
-    sched = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=cfg.iterations) for o in (opt_g, opt_s)]
+    opt_g = make_optimizer(generator.parameters(), "adam", cfg.generator_lr)
+    opt_s = make_optimizer(student.parameters(), "adam", cfg.student_lr)
+    sched = [make_scheduler(o, "cosine", cfg.iterations) for o in (opt_g, opt_s)]
     history: list[dict] = []
     best_score, best_state, best_iteration, stale = -math.inf, None, 0, 0
 

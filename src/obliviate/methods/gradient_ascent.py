@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 from torch import nn
 
 from obliviate.adapter import forward
+from obliviate.engine import OptimizerName, make_optimizer
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
-from obliviate.training import accuracy, make_optimizer, predict, unit_loss
+from obliviate.training import accuracy, predict, unit_loss
 
 
 class GradientAscentConfig(MethodConfig):
@@ -24,7 +23,7 @@ class GradientAscentConfig(MethodConfig):
 
     epochs: int = Field(40, ge=1)
     lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: OptimizerName = "sgd"
     batch_size: int = Field(32, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many ascent steps")
     stop_accuracy: float | None = Field(1.0, ge=0, le=100, description="stop once forget accuracy (%) is at most this")

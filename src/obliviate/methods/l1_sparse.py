@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
 from obliviate.adapter import forward
 from obliviate.data import Batch
+from obliviate.engine import OptimizerName, make_optimizer
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
-from obliviate.training import make_optimizer, task_loss
+from obliviate.training import task_loss
 
 
 class L1SparseConfig(MethodConfig):
@@ -26,7 +25,7 @@ class L1SparseConfig(MethodConfig):
 
     epochs: int = Field(10, ge=1)
     lr: float = Field(0.02, gt=0)
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: OptimizerName = "sgd"
     batch_size: int = Field(64, ge=1)
     gamma: float = Field(7e-3, ge=0, description="initial weight of the l1 norm of all weights")
 

@@ -11,11 +11,11 @@ from torch import Tensor, nn
 
 from obliviate.adapter import forward
 from obliviate.data import Batch, Dataset
+from obliviate.engine import OptimizerName, make_optimizer
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 from obliviate.models import fresh_copy
 from obliviate.synthesis import class_labels, confident_rows, frozen, invert_classes
-from obliviate.training import make_optimizer
 
 
 class ModelInversionConfig(MethodConfig):
@@ -40,7 +40,7 @@ class ModelInversionConfig(MethodConfig):
     temperature: float = Field(4.0, gt=0)
     epochs: int = Field(20, ge=1)
     lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["sgd", "adam"] = "adam"
+    optimizer: OptimizerName = "adam"
     batch_size: int = Field(64, ge=1)
 
 

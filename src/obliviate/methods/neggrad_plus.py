@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -12,9 +11,9 @@ from torch import Tensor, nn
 
 from obliviate.adapter import forward
 from obliviate.data import Batch, take
+from obliviate.engine import OptimizerName, make_optimizer
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
-from obliviate.training import make_optimizer
 
 
 class NegGradPlusConfig(MethodConfig):
@@ -27,7 +26,7 @@ class NegGradPlusConfig(MethodConfig):
     alpha: float = Field(0.9, gt=0, lt=1, description="weight of the retain loss; 1 - alpha weighs the ascent")
     epochs: int = Field(2, ge=1)
     lr: float = Field(0.01, gt=0)
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: OptimizerName = "sgd"
     batch_size: int = Field(64, ge=1)
     ascent_cap: float = Field(2.0, gt=0, description="stop ascending a forget row past this many x chance loss")
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 from torch import nn
 
 from obliviate.blocks.relabel import random_label_training, relabel_epochs
+from obliviate.engine import OptimizerName
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 
@@ -19,7 +18,7 @@ class RandomLabelsConfig(MethodConfig):
 
     epochs: int | None = Field(None, ge=1, description="None: 2 for whole classes, else 1")
     lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["sgd", "adam"] = "adam"
+    optimizer: OptimizerName = "adam"
     batch_size: int = Field(32, ge=1)
     retain_weight: float = Field(1.0, ge=0, description="weight of the retain-batch loss")
 

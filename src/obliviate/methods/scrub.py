@@ -11,9 +11,9 @@ from torch import Tensor, nn
 from obliviate.adapter import forward
 from obliviate.blocks.distill import frozen, kl_to_teacher
 from obliviate.data import Batch
+from obliviate.engine import make_optimizer
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
-from obliviate.training import make_optimizer
 
 
 class ScrubConfig(MethodConfig):

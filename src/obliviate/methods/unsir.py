@@ -8,11 +8,11 @@ from pydantic import Field
 from torch import nn
 
 from obliviate.adapter import forward
-from obliviate.blocks.noise import learn_noise
 from obliviate.data import Batch, Dataset, concat, iterate
+from obliviate.engine import make_optimizer
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, MethodError, RunContext, register
-from obliviate.training import make_optimizer
+from obliviate.synthesis import class_noise
 
 
 class UnsirConfig(MethodConfig):
@@ -90,9 +90,9 @@ class Unsir(Method):
         if cfg.retain_per_class is not None:
             retain = sample_per_class(retain, cfg.retain_per_class, ctx.generator)
         low, high, retain_norm = input_range(retain)
-        noise = learn_noise(
+        noise = class_noise(
             model,
-            labels,
+            labels.to(ctx.device),
             data.input_shape,
             maximise=True,
             steps=cfg.noise_steps,
@@ -100,7 +100,6 @@ class Unsir(Method):
             l2=cfg.noise_l2,
             bounds=(low, high) if cfg.clamp_noise else None,
             generator=ctx.generator,
-            device=ctx.device,
         )
         noise_norm = float(noise.flatten(1).norm(dim=1).mean())
         ctx.details.update(noise_row_norm=noise_norm, retain_row_norm=retain_norm, retain_rows=len(retain))

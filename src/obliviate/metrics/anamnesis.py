@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Literal
 from weakref import WeakKeyDictionary
 
 import torch
@@ -19,10 +18,10 @@ from torch import Tensor, nn
 
 from obliviate.adapter import forward, model_device, predict
 from obliviate.data import Dataset
-from obliviate.engine import Engine
+from obliviate.engine import Engine, OptimizerName, make_optimizer
 from obliviate.forget import UnlearningTask
 from obliviate.metrics.base import MetricContext, metric
-from obliviate.training import make_optimizer, task_loss
+from obliviate.training import task_loss
 
 
 class RelearnSettings(BaseModel):
@@ -38,7 +37,7 @@ class RelearnSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     alpha: float = Field(0.05, gt=0, lt=1)
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: OptimizerName = "adam"
     lr: float = Field(1e-3, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     batch_size: int = Field(32, ge=1)

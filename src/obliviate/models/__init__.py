@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from obliviate.models.cnn import AllCNN, SmallCNN
-from obliviate.models.features import ActivationRecorder, default_feature_layers
+from obliviate.models.features import ActivationRecorder, attention_map, default_feature_layers
 from obliviate.models.mlp import MLP
 from obliviate.models.reinit import ReinitError, fresh_copy
 from obliviate.models.resnet import ResNet18
@@ -29,6 +29,7 @@ __all__ = [
     "ReinitError",
     "ResNet18",
     "SmallCNN",
+    "attention_map",
     "build_model",
     "default_feature_layers",
     "fresh_copy",

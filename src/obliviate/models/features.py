@@ -1,9 +1,11 @@
-"""Read intermediate activations of any ``nn.Module`` through forward hooks."""
+"""Read intermediate activations of any ``nn.Module`` through forward hooks, and the attention
+maps (Zagoruyko & Komodakis) that methods match between models."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -11,6 +13,22 @@ def default_feature_layers(model: nn.Module) -> list[str]:
     """The model's top-level children except the last (the head): the usual attention layers."""
     names = [name for name, _ in model.named_children()]
     return names[:-1] if len(names) > 1 else names
+
+
+def attention_map(activation: Tensor | tuple) -> Tensor:
+    """Per-row L2-normalised spatial attention: the channel mean of squared activations.
+
+    Images (B, C, H, W) average over C; sequences (B, T, H) over the hidden units, leaving one
+    value per time step; flat features (B, H) keep one value per unit. Tuples (LSTM outputs)
+    use their first element. Computed in float32, so mixed-precision activations compare exactly.
+    """
+    a = activation[0] if isinstance(activation, tuple) else activation
+    a = a.float().pow(2)
+    if a.ndim == 4:
+        a = a.mean(1)
+    elif a.ndim == 3:
+        a = a.mean(-1)
+    return F.normalize(a.flatten(1), dim=1)
 
 
 class ActivationRecorder:

@@ -24,12 +24,12 @@ from obliviate.atomic import atomic_write_text
 from obliviate.checkpoint import build_checked
 from obliviate.data import DataSplit, load_data
 from obliviate.forget import ForgetSpec, ForgetSpecError, file_rows
+from obliviate.methods.sisa import train_sisa
 from obliviate.pipeline.audit import AuditLog
 from obliviate.pipeline.config import PipelineConfig
 from obliviate.pipeline.ledger import Ledger, Request
 from obliviate.pipeline.registry import ModelRegistry
 from obliviate.pipeline.signing import IntegrityError, Signer, create_key, default_key_file
-from obliviate.sisa import train_sisa
 from obliviate.training import fit
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 import obliviate
 from obliviate.checkpoint import CheckpointError, load_model, save_model
-from obliviate.evaluation import _version
+from obliviate.records import package_version
 from obliviate.runner.suite import stable_hash
 
 
@@ -30,7 +30,7 @@ def code_version() -> str:
     for path in sorted(root.rglob("*.py")):
         h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
-    return f"{_version()}+{h.hexdigest()[:12]}"
+    return f"{package_version()}+{h.hexdigest()[:12]}"
 
 
 def source_hash(obj: object) -> str:

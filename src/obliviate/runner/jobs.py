@@ -22,9 +22,10 @@ from obliviate.atomic import atomic_write
 from obliviate.data import DataSplit, load_data
 from obliviate.evaluation import evaluate
 from obliviate.forget import ForgetSpec, UnlearningTask
-from obliviate.methods import RunLog, get_method, unlearn
+from obliviate.methods import get_method, unlearn
 from obliviate.metrics.lira import lira_settings, remember_shadows, shadow_members, shadow_pool, train_shadow
 from obliviate.models import build_model
+from obliviate.records import RunLog
 from obliviate.runner.cache import ModelCache, code_version, source_hash
 from obliviate.runner.suite import Suite, stable_hash
 from obliviate.training import fit, per_example_loss, predict, seed_everything

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from obliviate.atomic import atomic_write_text
-from obliviate.evaluation import _version
 from obliviate.metrics.lira import lira_settings
 from obliviate.progress import Progress
+from obliviate.records import versions
 from obliviate.runner.executor import SerialExecutor
 from obliviate.runner.jobs import (
     LOSS_EDGES,
@@ -86,7 +84,7 @@ def build_results(suite: Suite, records: list[dict], executor: str, device: str 
         "suite": suite.model_dump(mode="json"),
         "config_hash": suite.config_hash(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": {"obliviate": _version(), "torch": torch.__version__, "python": platform.python_version()},
+        "versions": versions(),
         "executor": executor,
         "device": device,
         "loss_edges": LOSS_EDGES.tolist(),
