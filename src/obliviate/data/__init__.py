@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from obliviate.data.bundled import BUNDLED, load_diabetes, load_digits, load_mnist5k
+from obliviate.data.bundled import BUNDLED, BUNDLED_SPLITS, load_diabetes, load_digits, load_mnist5k
 from obliviate.data.dataset import DataError, Dataset, DataSplit, TaskKind, concat, split_dataset
 from obliviate.data.files import (
     load_cifar,
@@ -18,9 +18,11 @@ from obliviate.data.files import (
 )
 from obliviate.data.loader import Batch, iterate, model_input, take
 from obliviate.data.memmap import NpyArray
+from obliviate.data.text import load_text_lang
 
 __all__ = [
     "BUNDLED",
+    "BUNDLED_SPLITS",
     "Batch",
     "DataError",
     "DataSplit",
@@ -39,6 +41,7 @@ __all__ = [
     "load_mnist_idx",
     "load_npz",
     "load_table",
+    "load_text_lang",
     "model_input",
     "read_idx",
     "split_dataset",
@@ -72,8 +75,11 @@ def load_data(
         raise DataError(f"{source}: --key and --features name columns of a CSV or Parquet table")
     if source in BUNDLED:
         return split_dataset(BUNDLED[source](), test_fraction, seed)
+    if source in BUNDLED_SPLITS:
+        return BUNDLED_SPLITS[source](test_fraction, seed)
     if not path.exists():
-        raise DataError(f"unknown data source {source!r}: no such path, nor bundled ({', '.join(sorted(BUNDLED))})")
+        names = ", ".join(sorted([*BUNDLED, *BUNDLED_SPLITS]))
+        raise DataError(f"unknown data source {source!r}: no such path, nor bundled ({names})")
     if path.is_dir():
         if any(path.glob("train-images-idx3-ubyte*")):
             return load_mnist_idx(path)
