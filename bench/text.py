@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 from classification import print_table, run_training_seed
@@ -94,14 +95,13 @@ def main() -> None:
             privacy = privacy_ok and scenario == "random"
             per_seed.append(run_training_seed(task, *originals[seed], unlearn_seeds, ok, privacy))
             print(f"  seed {seed} {scenario} done at {time.perf_counter() - start:.0f}s", flush=True)
-        everything[scenario] = per_seed
+            everything[scenario] = per_seed
+            if args.json:  # after every seed, so a run cut short keeps what it measured
+                Path(args.json).write_text(json.dumps(everything, indent=1))
         print_table(scenario, per_seed, privacy, len(unlearn_seeds))
         for name, reason in refused.items():
             print(f"- {name} refused: {reason}")
     print(f"\ntotal {time.perf_counter() - start:.0f}s")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(everything, fh, indent=1)
 
 
 if __name__ == "__main__":
