@@ -174,3 +174,28 @@ def test_cli_trains_and_forgets_keys_on_text(tmp_path, monkeypatch, capsys):
     _, card = load_model(forgot)
     assert sorted(map(str, card["forget_keys"])) == sorted(keys)
     assert card["architecture"]["architecture"] == "text-transformer"
+
+
+@pytest.mark.slow
+def test_pipeline_forgets_keys_of_a_text_model(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("sqlalchemy")
+    from obliviate.pipeline import Pipeline
+
+    home = tmp_path / "home"
+    code, out, err = run_cli(
+        monkeypatch, capsys, "pipeline", "init", "--home", home, "--data", "text-lang", "--model", "text-transformer",
+        "--train-set", "epochs=2", "--train-set", "lr=3e-3", "--set", "epochs=1",
+    )  # fmt: skip
+    assert code == 0, err + out
+    keys = ["english/greetings/3", "italian/food/12"]
+    spec = '{"keys": ["english/greetings/3", "italian/food/12"]}'
+    code, out, err = run_cli(
+        monkeypatch, capsys, "pipeline", "submit", "--home", home, "--dataset", "text-lang", "--requester", "alice",
+        "--spec", spec,
+    )  # fmt: skip
+    assert code == 0, err + out
+    code, out, err = run_cli(monkeypatch, capsys, "pipeline", "process", "--home", home)
+    assert code == 0 and "promoted v0002" in out, err + out
+    _, _, card = Pipeline(home).registry.load_serving()
+    train = load_data("text-lang", seed=0).train
+    assert sorted(str(k) for k in train.keys[card["forgotten_rows"]]) == keys
