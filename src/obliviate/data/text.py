@@ -126,6 +126,7 @@ def load_text_lang(
     ``PAD_ID``) and the language as the class, split by ``seed`` (stratified), the tokenizer
     trained on the training rows. ``meta["tokenizer"]`` holds the tokenizer as JSON."""
     rows = corpus_rows(tuple(languages), per_class)
+    # split first (row positions as stand-in inputs), so the tokenizer sees the training rows only
     positions = Dataset(torch.arange(len(rows.labels)).unsqueeze(1), torch.from_numpy(rows.labels))
     parts = split_dataset(positions, test_fraction, seed)
     train_rows, test_rows = parts.train.storage_rows(), parts.test.storage_rows()
