@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from obliviate.data.bundled import BUNDLED, load_diabetes, load_digits, load_mnist5k
+from obliviate.data.bundled import BUNDLED, BUNDLED_SPLITS, load_diabetes, load_digits, load_mnist5k
 from obliviate.data.dataset import DataError, Dataset, DataSplit, TaskKind, concat, split_dataset
 from obliviate.data.files import (
     load_cifar,
@@ -19,9 +19,11 @@ from obliviate.data.files import (
 from obliviate.data.loader import Batch, iterate, model_input, take
 from obliviate.data.memmap import NpyArray, NpzArray
 from obliviate.data.sources import ImageFiles, ParquetColumns, RowSource
+from obliviate.data.text import load_text_lang
 
 __all__ = [
     "BUNDLED",
+    "BUNDLED_SPLITS",
     "Batch",
     "DataError",
     "DataSplit",
@@ -44,6 +46,7 @@ __all__ = [
     "load_mnist_idx",
     "load_npz",
     "load_table",
+    "load_text_lang",
     "model_input",
     "read_idx",
     "split_dataset",
@@ -85,8 +88,13 @@ def load_data(
         if stream:
             raise DataError(in_memory_only)
         return split_dataset(BUNDLED[source](), test_fraction, seed)
+    if source in BUNDLED_SPLITS:
+        if stream:
+            raise DataError(in_memory_only)
+        return BUNDLED_SPLITS[source](test_fraction, seed)
     if not path.exists():
-        raise DataError(f"unknown data source {source!r}: no such path, nor bundled ({', '.join(sorted(BUNDLED))})")
+        names = ", ".join(sorted([*BUNDLED, *BUNDLED_SPLITS]))
+        raise DataError(f"unknown data source {source!r}: no such path, nor bundled ({names})")
     if path.is_dir():
         mnist = any(path.glob("train-images-idx3-ubyte*"))
         cifar = (path / "test_batch").is_file() or (path / "train").is_file()

@@ -8,6 +8,7 @@ import torch
 from obliviate.data.dataset import Dataset
 from obliviate.data.series import load_arrivals, load_co2, load_elecdemand, load_sunspots
 from obliviate.data.tabular import load_wage
+from obliviate.data.text import load_text_lang
 from obliviate.extras import need
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
@@ -53,3 +54,7 @@ BUNDLED = {
     "elecdemand": load_elecdemand,
     "arrivals": load_arrivals,
 }
+
+BUNDLED_SPLITS = {"text-lang": load_text_lang}
+"""Bundled data sets that make their own split (``load(test_fraction, seed)``): the text sets,
+whose tokenizer is trained on the training rows of the split."""

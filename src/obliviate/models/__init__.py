@@ -13,12 +13,14 @@ from obliviate.models.features import ActivationRecorder, attention_map, default
 from obliviate.models.mlp import MLP
 from obliviate.models.reinit import ReinitError, fresh_copy
 from obliviate.models.resnet import ResNet18
+from obliviate.models.text import TextTransformer
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "cnn": SmallCNN,
     "allcnn": AllCNN,
     "resnet18": ResNet18,
+    "text-transformer": TextTransformer,
 }
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "ReinitError",
     "ResNet18",
     "SmallCNN",
+    "TextTransformer",
     "attention_map",
     "build_model",
     "default_feature_layers",
