@@ -23,7 +23,7 @@ import torch
 from pydantic import Field, ValidationError
 from torch import nn
 
-from obliviate.adapter import forward, predict
+from obliviate.adapter import forward, model_device, predict
 from obliviate.engine import Engine
 from obliviate.forget import UnlearningTask
 from obliviate.methods.base import MethodConfig, MethodError, RunLog, UnlearningResult, get_method, unlearn
@@ -33,12 +33,12 @@ from obliviate.verification import ENTROPY_FIT_ROWS, VerifyConfig, verdict_from_
 
 SEARCH: dict[str, list[tuple[str, dict]]] = {
     "class": [
-        ("amnesiac", {}),
-        ("random_labels", {}),
-        ("neggrad_plus", {}),
-        ("salun", {}),
-        ("bad_teacher", {}),
         ("ssd", {}),
+        ("neggrad_plus", {}),
+        ("amnesiac", {}),
+        ("bad_teacher", {}),
+        ("salun", {}),
+        ("random_labels", {}),
         ("scrub", {"epochs": 2}),
         ("finetune", {"epochs": 5}),
     ],
@@ -165,7 +165,7 @@ def estimate_retrain_seconds(model: nn.Module, task: UnlearningTask, recipe: Tra
 
 
 def auto_unlearn(
-    model: nn.Module, task: UnlearningTask, *, seed: int = 0, device="cpu", progress: bool = False, **config: Any
+    model: nn.Module, task: UnlearningTask, *, seed: int = 0, device=None, progress: bool = False, **config: Any
 ) -> UnlearningResult:
     """Search candidates within the budget; return the first model whose verdict passes."""
     try:
@@ -174,6 +174,7 @@ def auto_unlearn(
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise MethodError(f"bad config for 'auto': {problems}") from None
     pairs = candidates(task, cfg.candidates)
+    device = torch.device(device) if device is not None else model_device(model)
     start = time.perf_counter()
     estimated = cfg.retrain_seconds is None
     retrain_seconds = cfg.retrain_seconds or estimate_retrain_seconds(model, task, cfg.recipe, device)
