@@ -2,11 +2,13 @@
 
 A user without a retrained model cannot tune a method, but the reference-free verdict
 (``obliviate.verify``) can. ``auto`` runs candidate (method, settings) pairs in order, cheapest
-and most often right first (the order comes from the calibration runs on digits and MNIST-5k);
-during each run it checks the verdict every ``check_every`` steps and ends the run the moment
-it passes, and it ends every run once the budget (a fraction of the estimated retraining time,
-or a number of steps) is spent. It returns the first passing model; if none passes it returns
-nothing and says why, candidate by candidate.
+expected pass first (measured on MNIST-5k); during each run it checks the verdict every
+``check_every`` steps on a small fixed sample of rows (``Probe``) and ends the run the moment it
+passes; only then is the model judged on all rows. Every run ends once the budget (a fraction of
+the estimated retraining time, or a number of steps) is spent. It returns the first model that
+passes in full; if none passes it returns nothing and says why, candidate by candidate. When the
+original already passes, the verdict cannot tell forgetting from doing nothing, so runs are not
+ended on it (it still guards what is returned).
 
 Data access: every candidate runs through ``unlearn`` and sees only the views its own method
 declares. ``auto`` itself declares the union of its candidates' needs plus the views the verdict
