@@ -37,6 +37,18 @@ def test_mnist5k_bundled_is_balanced():
     assert torch.bincount(d.y).tolist() == [500] * 10
 
 
+def test_mnist1d_is_generated_not_downloaded(monkeypatch):
+    import requests
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("mnist1d must not download")
+
+    monkeypatch.setattr(requests, "get", no_network)
+    d = load_data("mnist1d", seed=0)
+    assert d.train.X.shape == (4000, 40) and d.test.X.shape == (1000, 40) and d.train.num_classes == 10
+    assert torch.bincount(torch.cat([d.train.y, d.test.y])).tolist() == [500] * 10
+
+
 def test_diabetes_is_regression():
     d = load_diabetes()
     assert d.kind == "regression" and d.num_outputs == 1 and d.X.shape == (442, 10)

@@ -19,7 +19,8 @@ from obliviate import (
     unlearn,
     verify,
 )
-from obliviate.auto import AutoError
+from obliviate.auto import AutoError, Probe
+from obliviate.evaluation import model_outputs
 from obliviate.methods import REGISTRY, Method, register
 
 
@@ -91,6 +92,26 @@ def test_auto_returns_a_passing_model_within_its_time_budget(digits_model, class
     assert verify(result.model, class3_task, original=digits_model).passed
     assert sum(t.get("steps", 0) for t in log.details["search"]) == log.steps
     assert {"forget", "retain", "test"} <= set(log.needs)
+
+
+@pytest.mark.parametrize("spec", [ForgetSpec(classes=[3]), ForgetSpec(fraction=0.1, seed=0)], ids=["class", "random"])
+def test_probe_samples_each_view_and_matches_the_full_outputs(spec, digits_split, digits_model):
+    """The checks during the search read a sample of each view: rows of that view only, at most
+    ``rows`` of them, and the model's outputs on exactly those rows."""
+    task = UnlearningTask.build(digits_split, spec)
+    probe = Probe.sample(task, 40, seed=0)
+    full = model_outputs(digits_model, task)
+    sampled = probe.outputs(digits_model, "cpu")
+    for view, rows in probe.rows.items():
+        idx = torch.arange(len(task.split.test)) if view == "test" else getattr(task, f"{view}_idx")
+        assert len(rows) == min(40, len(idx)) and bool(torch.isin(rows, idx).all())
+        if not len(rows):  # random forgetting has no forget-test rows
+            continue
+        position = (idx.unsqueeze(1) == rows).int().argmax(0)  # where each sampled row sits in the view
+        assert torch.allclose(sampled[view], full[view][position], atol=1e-5)
+        assert torch.equal(getattr(probe, view).y, getattr(task, view).y[position])
+    if spec.scenario == "random":  # one random order per split: the same held-out rows serve both views
+        assert torch.equal(probe.rows["test"], probe.rows["retain_test"])
 
 
 def test_auto_counts_steps_against_its_budget(digits_model, class3_task):

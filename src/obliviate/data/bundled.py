@@ -30,6 +30,20 @@ def load_mnist5k() -> Dataset:
     return Dataset(X, torch.tensor(y), class_names=DIGIT_NAMES, name="mnist5k")
 
 
+def load_mnist1d() -> Dataset:
+    """MNIST-1D (Greydanus 2020): 5,000 one-dimensional digits of 40 points, shape (40,).
+
+    Generated from the templates inside the ``mnist1d`` package with its standard arguments (seed
+    42), the rows of its 4,000/1,000 split joined so that ``load_data`` splits them like any
+    source; ``get_dataset`` would download a pickle instead, so it is not used.
+    """
+    generate = need("mnist1d.data", "data")
+    raw = generate.make_dataset(generate.get_dataset_args())
+    X = torch.tensor(np.concatenate([raw["x"], raw["x_test"]]), dtype=torch.float32)
+    y = torch.tensor(np.concatenate([raw["y"], raw["y_test"]]), dtype=torch.int64)
+    return Dataset(X, y, class_names=DIGIT_NAMES, name="mnist1d")
+
+
 def load_diabetes() -> Dataset:
     """scikit-learn's diabetes regression data (442 patients, 10 standardised features)."""
     from sklearn.datasets import load_diabetes as sk_diabetes
@@ -47,6 +61,7 @@ def load_diabetes() -> Dataset:
 BUNDLED = {
     "digits": load_digits,
     "mnist5k": load_mnist5k,
+    "mnist1d": load_mnist1d,
     "diabetes": load_diabetes,
     "wage": load_wage,
     "co2": load_co2,
