@@ -269,6 +269,17 @@ def test_every_method_runs_and_never_modifies_the_original(task, tok, model):
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
 
+def test_on_epoch_sees_each_epoch_in_eval_mode_and_can_stop_the_run(task, tok, model):
+    seen = []
+
+    def check(epoch, student):
+        seen.append((epoch, student.training))
+        return epoch == 1
+
+    result = unlearn_lm(model, tok, task, "npo", epochs=5, batch_size=8, on_epoch=check)
+    assert seen == [(0, False), (1, False)] and result.log.steps == 2 * math.ceil(len(task.forget) / 8)
+
+
 def test_lora_option_returns_a_plain_model_with_merged_weights(task, tok, model):
     result = unlearn_lm(model, tok, task, "npo", epochs=1, batch_size=8, lora_rank=4, lr=1e-2)
     assert set(result.model.state_dict()) == set(model.state_dict())
