@@ -183,7 +183,7 @@ def forget(
         ..., "--model", help="trained model (.safetensors with its .json card), or a causal-LM directory"
     ),
     out: Path = typer.Option(..., "--out", help="where to write the unlearned model"),
-    method: str = typer.Option(None, help="registered method name [default: finetune; npo for a causal LM]"),
+    method: str = typer.Option(None, help="registered method name (default: finetune; npo for a causal LM)"),
     data: str = typer.Option(None, help="data source (default: the one in the model card)"),
     target: str = TargetOpt,
     key: str = KeyOpt,
