@@ -215,10 +215,7 @@ def forget(
         from obliviate.cli.llm import run_forget_lm
 
         _lm_selectors_only(spec, classes, subclass, indices, fraction, target_range, target, key, features, budget)
-        chosen = read_keys(keys, keys_file)
-        if not chosen:
-            raise ValueError("a causal LM forgets by key: give --keys or --keys-file")
-        holdout = read_keys(holdout_keys, None) or []
+        chosen, holdout = _lm_keys(keys, keys_file, holdout_keys)
         run_forget_lm(model_file, Path(data), chosen, out, method or "npo", parse_values(option), seed, holdout, force)
         return
     method = method or "finetune"
@@ -305,10 +302,7 @@ def evaluate_cmd(
         _lm_selectors_only(spec, classes, subclass, indices, fraction, target_range, target, key, features, None)
         if cumulative:
             raise ValueError("--cumulative applies to model files with cards, not to causal-LM directories")
-        chosen = read_keys(keys, keys_file)
-        if not chosen:
-            raise ValueError("a causal LM forgets by key: give --keys or --keys-file")
-        holdout = read_keys(holdout_keys, None) or []
+        chosen, holdout = _lm_keys(keys, keys_file, holdout_keys)
         run_evaluate_lm(pairs, Path(data), chosen, holdout, reference, original, out)
         return
     from obliviate.checkpoint import load_model
@@ -356,6 +350,14 @@ def _lm_selectors_only(*given) -> None:
             "a causal LM forgets by --keys; --spec, --classes, --subclass, --indices, --fraction, --range, "
             "--target, --key, --features and --budget apply to model files only"
         )
+
+
+def _lm_keys(keys: str | None, keys_file: Path | None, holdout_keys: str | None) -> tuple[list[str], list[str]]:
+    """The keys to forget (required) and the never-seen keys (optional) of a causal-LM request."""
+    chosen = read_keys(keys, keys_file)
+    if not chosen:
+        raise ValueError("a causal LM forgets by key: give --keys or --keys-file")
+    return chosen, read_keys(holdout_keys, None) or []
 
 
 @app.command()
