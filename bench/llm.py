@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], help="METHOD.KEY=VALUE config override (JSON value)")
     parser.add_argument("--json", default=None, help="write every per-seed number here")
+    parser.add_argument("--cache", default=None, help="keep the fine-tuned original and oracle here, per seed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -72,7 +73,9 @@ def main() -> None:
     start = time.perf_counter()
     runs, settings = [], []
     for seed in seeds:
-        run = run_lm_experiment(methods, n_people=args.people, fraction=args.fraction, seed=seed, overrides=overrides)
+        run = run_lm_experiment(
+            methods, n_people=args.people, fraction=args.fraction, seed=seed, overrides=overrides, cache=args.cache
+        )
         runs.append(run.rows)
         settings.append(run.setting)
         print(f"seed {seed} done at {time.perf_counter() - start:.0f}s", flush=True)

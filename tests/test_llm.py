@@ -22,6 +22,7 @@ from cli_helpers import run_cli
 from obliviate.data.dataset import DataError  # noqa: E402
 from obliviate.llm import (  # noqa: E402
     QA,
+    LMTrainConfig,
     evaluate_lm,
     finetune,
     generate_profiles,
@@ -34,7 +35,7 @@ from obliviate.llm import (  # noqa: E402
     train_tokenizer,
     unlearn_lm,
 )
-from obliviate.llm.methods import LM_REGISTRY, Batches, npo_loss  # noqa: E402
+from obliviate.llm.methods import LM_REGISTRY, Batches, make_lm_config, npo_loss, retain_kl  # noqa: E402
 from obliviate.llm.metrics import (  # noqa: E402
     answer_scores,
     forget_quality,
@@ -182,6 +183,23 @@ def test_npo_gradient_tends_to_gradient_ascent_as_beta_vanishes(task, tok, model
 # --- metric hand computations --------------------------------------------------------------
 
 
+def test_kl_retain_term_vanishes_against_itself_and_adds_to_the_method_loss(task, tok, model):
+    retain = qa_batch(tok, task.retain[:8])
+    assert retain_kl(model, model, retain).item() == pytest.approx(0.0, abs=1e-6)
+    other = tiny_gpt2(tok, n_layer=1, n_embd=32, n_head=2, seed=5)
+    kl = retain_kl(other, model, retain)
+    inputs = {"input_ids": retain["input_ids"], "attention_mask": retain["attention_mask"]}
+    with torch.no_grad():  # KL(original || model) at each answer position, averaged over positions
+        p = torch.log_softmax(model(**inputs).logits[:, :-1], -1)
+        q = torch.log_softmax(other(**inputs).logits[:, :-1], -1)
+    by_hand = (p.exp() * (p - q)).sum(-1)[retain["labels"][:, 1:] != IGNORE].mean()
+    assert kl.item() == pytest.approx(by_hand.item(), rel=1e-5) and kl.item() > 0
+    data = Batches(qa_batch(tok, task.forget[:4]), retain, None)
+    plain = LM_REGISTRY["npo"](make_lm_config("npo", kl=0.0)).loss(other, model, data)
+    with_kl = LM_REGISTRY["npo"](make_lm_config("npo", kl=2.0)).loss(other, model, data)
+    assert (with_kl - plain).item() == pytest.approx(2 * kl.item(), rel=1e-5)
+
+
 def test_truth_ratio_matches_hand_computation(task, tok, model):
     rows = task.forget[:3]
     expected = []
@@ -249,6 +267,17 @@ def test_every_method_runs_and_never_modifies_the_original(task, tok, model):
         changed = any(not torch.equal(result.model.state_dict()[k], v) for k, v in before.items())
         assert changed, name
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+def test_on_epoch_sees_each_epoch_in_eval_mode_and_can_stop_the_run(task, tok, model):
+    seen = []
+
+    def check(epoch, student):
+        seen.append((epoch, student.training))
+        return epoch == 1
+
+    result = unlearn_lm(model, tok, task, "npo", epochs=5, batch_size=8, on_epoch=check)
+    assert seen == [(0, False), (1, False)] and result.log.steps == 2 * math.ceil(len(task.forget) / 8)
 
 
 def test_lora_option_returns_a_plain_model_with_merged_weights(task, tok, model):
@@ -342,3 +371,60 @@ def test_cli_forgets_keys_in_a_model_directory_and_evaluates_it(monkeypatch, cap
     facts.write_text('{"question": "q"}\n')
     code, _, err = run_cli(monkeypatch, capsys, *args[:-1], str(tmp_path / "new"))
     assert code == 2 and "'answer' is missing" in err and not (tmp_path / "new").exists()
+
+
+# --- reference-free verdict and the main commands ----------------------------------------
+
+
+def test_verdict_on_text_compares_forget_with_never_seen_facts(task, tok, model):
+    from obliviate.llm.verify import verify_lm
+
+    same = copy.copy(task)
+    same.forget = task.holdout  # forget facts that are exactly never-seen ones: nothing to tell apart
+    verdict = verify_lm(model, tok, same, original=model, min_rows=10)
+    assert verdict.check("mia_auc").value == 0.5 and verdict.check("rouge_gap").value == 0.0
+    assert verdict.check("utility").value == 0.0 and verdict.status == "pass"
+    memorised = finetune(copy.deepcopy(model), tok, task.forget, LMTrainConfig(epochs=40, lr=1e-2)).model
+    loud = verify_lm(memorised, tok, task, original=model, min_rows=10)
+    mia = loud.check("mia_auc")
+    assert mia.status == "fail" and mia.value > 0.9 and mia.low <= mia.value <= mia.high
+    thin = verify_lm(memorised, tok, task, original=model)  # 20 forget facts < min_rows 30
+    assert thin.check("mia_auc").status == "inconclusive" and "too few rows" in thin.check("mia_auc").reason
+    unseen = verify_lm(model, tok, task_from_keys(task.train, task.forget_keys))  # no never-seen keys named
+    assert unseen.status == "inconclusive" and unseen.check("utility").status == "skipped"
+
+
+def test_main_forget_and_evaluate_route_a_model_directory_and_jsonl(monkeypatch, capsys, tmp_path, task, tok, model):
+    source = save_causal_lm(tmp_path / "original", model, tok)
+    facts = tmp_path / "facts.jsonl"
+    rows = task.forget + task.retain[:20] + task.holdout
+    facts.write_text("\n".join(json.dumps({**qa.__dict__, "perturbed": list(qa.perturbed)}) for qa in rows))
+    keys, holdout = ",".join(task.forget_keys), ",".join(sorted({qa.key for qa in task.holdout}))
+    out = tmp_path / "forgot"
+    base = ["--model", str(source), "--data", str(facts), "--keys", keys]
+    code, stdout, err = run_cli(
+        monkeypatch, capsys, "forget", *base, "--out", out, "--holdout-keys", holdout,
+        "--method", "gradient_ascent", "--set", "epochs=1",
+    )  # fmt: skip
+    assert code == 0, err
+    record = json.loads((out / "unlearning.json").read_text())
+    assert record["run"]["method"] == "gradient_ascent" and record["verdict"]["forget_rows"] == len(task.forget)
+    assert "verdict" in stdout and "mia_auc" in stdout
+    report = tmp_path / "report.json"
+    code, stdout, err = run_cli(
+        monkeypatch, capsys, "evaluate", "--model", f"original={source}", "--model", f"unlearned={out}",
+        "--data", facts, "--keys", keys, "--holdout-keys", holdout, "--out", report,
+    )  # fmt: skip
+    assert code == 0, err
+    saved = json.loads(report.read_text())
+    assert saved["unlearned"]["verdict"]["checks"][-1]["name"] == "utility" and "verdict unlearned" in stdout
+    new = ["--keys", keys, "--out", tmp_path / "n"]
+    for args, message in [
+        (["forget", "--model", source, "--data", tmp_path / "x.csv", *new], ".jsonl"),
+        (["forget", "--model", tmp_path / "m.safetensors", "--data", facts, *new], "causal-LM directory"),
+        (["forget", *base, "--classes", "1", "--out", tmp_path / "n"], "forgets by --keys"),
+        (["evaluate", "--model", f"a={source}", "--data", facts, "--keys", keys, "--cumulative"], "--cumulative"),
+    ]:  # fmt: skip
+        code, _, err = run_cli(monkeypatch, capsys, *args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "n").exists()

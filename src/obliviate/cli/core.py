@@ -31,6 +31,11 @@ from obliviate.cli.app import (
     read_keys,
 )
 from obliviate.cli.devices import DeviceOpt, resolve_device
+from obliviate.cli.llm import lm_request
+
+HoldoutKeysOpt = typer.Option(
+    None, "--holdout-keys", help="causal LM: comma-separated keys the model never saw (for the verdict)"
+)
 
 if TYPE_CHECKING:
     from obliviate.data import DataSplit
@@ -173,9 +178,11 @@ def _forgotten(card: dict) -> Forgotten:
 
 @app.command()
 def forget(
-    model_file: Path = typer.Option(..., "--model", help="trained model (.safetensors with its .json card)"),
+    model_file: Path = typer.Option(
+        ..., "--model", help="trained model (.safetensors with its .json card), or a causal-LM directory"
+    ),
     out: Path = typer.Option(..., "--out", help="where to write the unlearned model"),
-    method: str = typer.Option("finetune", help="registered method name"),
+    method: str = typer.Option(None, help="registered method name (default: finetune; npo for a causal LM)"),
     data: str = typer.Option(None, help="data source (default: the one in the model card)"),
     target: str = TargetOpt,
     key: str = KeyOpt,
@@ -194,13 +201,23 @@ def forget(
     device: str = DeviceOpt,
     budget: float = typer.Option(None, help="--method auto: time allowed, as a fraction of retraining [0.2]"),
     force: bool = typer.Option(False, "--force", help="write the model even if it fails the utility check"),
+    holdout_keys: str = HoldoutKeysOpt,
 ) -> None:
     """Apply an unlearning method to a saved model, print the verdict, and save the result beside a
     new card; a model that fails the utility check is refused (exit 2, nothing written) unless --force.
 
     Rows the model forgot before (listed in its card) stay out of the retain set and out of a
-    retrained reference; the new card lists every key and class forgotten so far.
+    retrained reference; the new card lists every key and class forgotten so far. A causal-LM
+    directory with a JSONL facts file goes to ``forget-lm`` (forget by --keys).
     """
+    if lm_request([model_file], data):
+        from obliviate.cli.llm import run_forget_lm
+
+        _lm_selectors_only(spec, classes, subclass, indices, fraction, target_range, target, key, features, budget)
+        chosen, holdout = _lm_keys(keys, keys_file, holdout_keys)
+        run_forget_lm(model_file, Path(data), chosen, out, method or "npo", parse_values(option), seed, holdout, force)
+        return
+    method = method or "finetune"
     from obliviate.checkpoint import check_output, load_model, save_model
     from obliviate.forget import UnlearningTask, file_rows
     from obliviate.methods import unlearn
@@ -273,8 +290,20 @@ def evaluate_cmd(
     ),
     out: Path = typer.Option(Path("report.json"), help="JSON report to write"),
     device: str = DeviceOpt,
+    holdout_keys: str = HoldoutKeysOpt,
 ) -> None:
-    """Evaluate saved models on a forget request and write a JSON report."""
+    """Evaluate saved models (or causal-LM directories on a JSONL file) on a forget request and
+    write a JSON report."""
+    pairs = parse_values(model)
+    if lm_request(list(pairs.values()), data):
+        from obliviate.cli.llm import run_evaluate_lm
+
+        _lm_selectors_only(spec, classes, subclass, indices, fraction, target_range, target, key, features, None)
+        if cumulative:
+            raise ValueError("--cumulative applies to model files with cards, not to causal-LM directories")
+        chosen, holdout = _lm_keys(keys, keys_file, holdout_keys)
+        run_evaluate_lm(pairs, Path(data), chosen, holdout, reference, original, out)
+        return
     from obliviate.checkpoint import load_model
     from obliviate.display import report_table
     from obliviate.evaluation import evaluate
@@ -285,7 +314,7 @@ def evaluate_cmd(
     if cumulative and any(v is not None for v in selectors):
         raise ValueError("--cumulative takes the forget set from the model cards; give no other forget selector")
     models, cards = {}, {}
-    for pair in parse_values(model).items():
+    for pair in pairs.items():
         name, path = pair
         models[name], cards[name] = load_model(Path(str(path)))
     card = next(iter(cards.values()))
@@ -311,6 +340,23 @@ def evaluate_cmd(
         console.print(f"verdict {name}: {verdict['status']} (score {verdict['score']:.2f}) · {verdict['reason']}")
     report.save(out)
     console.print(f"report written to {out}")
+
+
+def _lm_selectors_only(*given) -> None:
+    """Refuse row, class and column options for a causal LM (its facts are chosen by key)."""
+    if any(v is not None for v in given):
+        raise ValueError(
+            "a causal LM forgets by --keys; --spec, --classes, --subclass, --indices, --fraction, --range, "
+            "--target, --key, --features and --budget apply to model files only"
+        )
+
+
+def _lm_keys(keys: str | None, keys_file: Path | None, holdout_keys: str | None) -> tuple[list[str], list[str]]:
+    """The keys to forget (required) and the never-seen keys (optional) of a causal-LM request."""
+    chosen = read_keys(keys, keys_file)
+    if not chosen:
+        raise ValueError("a causal LM forgets by key: give --keys or --keys-file")
+    return chosen, read_keys(holdout_keys, None) or []
 
 
 @app.command()

@@ -7,6 +7,7 @@ from obliviate.llm.data import QA, LMTask, generate_profiles, load_jsonl, profil
 from obliviate.llm.methods import LM_REGISTRY, LMMethodConfig, unlearn_lm
 from obliviate.llm.metrics import evaluate_lm
 from obliviate.llm.model import LMTrainConfig, finetune, load_causal_lm, save_causal_lm, tiny_gpt2, train_tokenizer
+from obliviate.llm.verify import LMVerifyConfig, verify_lm
 
 __all__ = [
     "LM_REGISTRY",
@@ -14,6 +15,7 @@ __all__ = [
     "LMMethodConfig",
     "LMTask",
     "LMTrainConfig",
+    "LMVerifyConfig",
     "evaluate_lm",
     "finetune",
     "generate_profiles",
@@ -25,5 +27,6 @@ __all__ = [
     "tiny_gpt2",
     "train_tokenizer",
     "unlearn_lm",
+    "verify_lm",
     "world_knowledge",
 ]

@@ -3,9 +3,12 @@ profiles, unlearn with each method, and measure every model on the same forget r
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from rich.table import Table
@@ -13,7 +16,7 @@ from rich.table import Table
 from obliviate.llm.data import profile_task
 from obliviate.llm.methods import make_lm_config, unlearn_lm
 from obliviate.llm.metrics import evaluate_lm
-from obliviate.llm.model import LMTrainConfig, original_and_oracle, train_tokenizer
+from obliviate.llm.model import FinetuneResult, LMTrainConfig, original_and_oracle, tiny_gpt2, train_tokenizer
 
 DEMO_METHODS = ("npo", "graddiff")
 RECIPE = LMTrainConfig(epochs=30, lr=3e-3, batch_size=32)
@@ -48,12 +51,15 @@ def run_lm_experiment(
     arch: dict | None = None,
     progress: bool = False,
     device: str | torch.device | None = None,
+    cache: str | Path | None = None,
 ) -> LMRun:
     """One seed: the original and the retain oracle (fine-tuned from the same initialisation;
     the oracle's time is the cost of re-fine-tuning), each method on the original, all metrics.
 
     The seed sets the profiles, the forget split, the initialisation and the methods' randomness.
     Every model is trained, unlearned and measured on ``device`` (default: the CPU).
+    ``cache``: a directory where the two fine-tuned models (and their fine-tuning times) are kept
+    per setting, so that repeated runs (tuning a method) do not fine-tune them again.
     """
     arch = ARCH if arch is None else arch
     for name in methods:  # refuse unknown methods and bad configs before any fine-tuning
@@ -61,7 +67,9 @@ def run_lm_experiment(
     task = profile_task(fraction, n_people=n_people, seed=seed)
     tokenizer = train_tokenizer(task.corpus())
     recipe = recipe.model_copy(update={"seed": seed})
-    original, oracle = original_and_oracle(task, tokenizer, recipe, progress=progress, device=device, **arch)
+    original, oracle = _cached_original_and_oracle(
+        task, tokenizer, recipe, arch, n_people, fraction, cache, progress, device
+    )
     models = {"original": original.model, "retain": oracle.model}
     seconds = {"original": original.seconds, "retain": oracle.seconds}
     for name in methods:
@@ -88,6 +96,40 @@ def run_lm_experiment(
         "eval_seconds": time.perf_counter() - start,
     }
     return LMRun(rows, setting)
+
+
+def _cached_original_and_oracle(
+    task,
+    tokenizer,
+    recipe: LMTrainConfig,
+    arch: dict,
+    n_people: int,
+    fraction: float,
+    cache,
+    progress: bool,
+    device: str | torch.device | None,
+) -> tuple[FinetuneResult, FinetuneResult]:
+    key = json.dumps([recipe.model_dump(), arch, n_people, fraction], sort_keys=True)
+    path = Path(cache) / f"llm-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt" if cache else None
+    if path is not None and path.is_file():
+        saved = torch.load(path, weights_only=True)
+        pair = []
+        for name in ("original", "retain"):
+            model = tiny_gpt2(tokenizer, seed=recipe.seed, **arch)
+            model.load_state_dict(saved[name]["state"])
+            model.to(device or "cpu")
+            pair.append(FinetuneResult(model.eval(), saved[name]["seconds"], saved[name]["steps"]))
+        return pair[0], pair[1]
+    original, oracle = original_and_oracle(task, tokenizer, recipe, progress=progress, device=device, **arch)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        saved = {
+            name: {"state": r.model.state_dict(), "seconds": r.seconds, "steps": r.steps}
+            for name, r in (("original", original), ("retain", oracle))
+        }
+        torch.save(saved, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").rename(path)
+    return original, oracle
 
 
 def run_llm_demo(
