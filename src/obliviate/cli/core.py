@@ -215,7 +215,9 @@ def forget(
 
         _lm_selectors_only(spec, classes, subclass, indices, fraction, target_range, target, key, features, budget)
         chosen, holdout = _lm_keys(keys, keys_file, holdout_keys)
-        run_forget_lm(model_file, Path(data), chosen, out, method or "npo", parse_values(option), seed, holdout, force)
+        run_forget_lm(
+            model_file, Path(data), chosen, out, method or "npo", parse_values(option), seed, holdout, force, device
+        )
         return
     method = method or "finetune"
     from obliviate.checkpoint import check_output, load_model, save_model
@@ -302,7 +304,7 @@ def evaluate_cmd(
         if cumulative:
             raise ValueError("--cumulative applies to model files with cards, not to causal-LM directories")
         chosen, holdout = _lm_keys(keys, keys_file, holdout_keys)
-        run_evaluate_lm(pairs, Path(data), chosen, holdout, reference, original, out)
+        run_evaluate_lm(pairs, Path(data), chosen, holdout, reference, original, out, device)
         return
     from obliviate.checkpoint import load_model
     from obliviate.display import report_table

@@ -59,7 +59,7 @@ def run_forget_lm(
     seed: int = 0,
     holdout_keys: list[str] | None = None,
     force: bool = False,
-    device: str | None = None,
+    device: str = "auto",
 ) -> None:
     """Unlearn ``keys`` in the model directory, print the reference-free verdict, write ``out``
     (refused, nothing written, when the utility check fails, unless ``force``)."""
@@ -101,7 +101,7 @@ def run_evaluate_lm(
     reference: str | None,
     original: str | None,
     out: Path,
-    device: str | None = None,
+    device: str = "auto",
 ) -> None:
     """Every metric per model directory, and each model's verdict (against ``original`` when named)."""
     llm = _llm()
