@@ -187,6 +187,51 @@ def _judge(
     return Check(name, status, value, *ci, bound, what, severity)
 
 
+def mia_auc_check(
+    forget_loss: np.ndarray, held_loss: np.ndarray, cfg: VerifyConfig, seed: int, enough: bool, rows: str = "rows"
+) -> Check:
+    """Membership by loss: the AUC of telling forget from never-seen ``rows`` (0.5: no difference)."""
+    stat = _auc(forget_loss, held_loss)
+    n_f, n_h = len(forget_loss), len(held_loss)
+    auc = float(stat(np.arange(n_f), np.arange(n_h))) if n_f and n_h else float("nan")
+    return _judge(
+        "mia_auc",
+        auc,
+        _interval(stat, (forget_loss, held_loss), cfg, seed),
+        abs(auc - 0.5) / cfg.mia_auc,
+        f"|AUC - 0.5| <= {cfg.mia_auc:g}",
+        f"loss attack AUC {auc:.2f} (0.5 = forget {rows} look never seen; above: remembered)",
+        enough,
+    )
+
+
+def mean_gap_check(
+    name: str,
+    forget: np.ndarray,
+    held: np.ndarray,
+    bound: float,
+    what: str,
+    cfg: VerifyConfig,
+    seed: int,
+    enough: bool,
+) -> Check:
+    """A per-row score (in points) on forget rows against never-seen rows: passes within ``bound``."""
+
+    def gap(i, j):
+        return forget[i].mean(-1) - held[j].mean(-1)
+
+    value = float(forget.mean() - held.mean()) if len(forget) and len(held) else float("nan")
+    return _judge(
+        name,
+        value,
+        _interval(gap, (forget, held), cfg, seed),
+        abs(value) / bound,
+        f"|gap| <= {bound:g} points",
+        what,
+        enough,
+    )
+
+
 def verdict_from_outputs(
     task: UnlearningTask,
     outputs: dict[str, Tensor],
@@ -207,37 +252,21 @@ def verdict_from_outputs(
     # membership: do forget rows have lower loss than never-seen rows of the same kind?
     lf = per_example_loss(f_out, f_y, kind).numpy().astype(np.float64)
     lh = per_example_loss(h_out, h_y, kind).numpy().astype(np.float64)
-    stat = _auc(lf, lh)
-    auc = float(stat(np.arange(n_f), np.arange(n_h))) if n_f and n_h else float("nan")
-    ci = _interval(stat, (lf, lh), cfg, seed)
-    checks.append(
-        _judge(
-            "mia_auc",
-            auc,
-            ci,
-            abs(auc - 0.5) / cfg.mia_auc,
-            f"|AUC - 0.5| <= {cfg.mia_auc:g}",
-            f"loss attack AUC {auc:.2f} (0.5 = forget rows look never seen; above: remembered)",
-            enough,
-        )
-    )
+    checks.append(mia_auc_check(lf, lh, cfg, seed, enough))
 
     if kind == "classification":
         cf = (f_out.argmax(1) == f_y).numpy().astype(np.float64) * 100 if n_f else np.zeros(0)
         ch = (h_out.argmax(1) == h_y).numpy().astype(np.float64) * 100 if n_h else np.zeros(0)
 
-        def gap(i, j):
-            return cf[i].mean(-1) - ch[j].mean(-1)
-
-        value = float(cf.mean() - ch.mean()) if n_f and n_h else float("nan")
         checks.append(
-            _judge(
+            mean_gap_check(
                 "accuracy_gap",
-                value,
-                _interval(gap, (cf, ch), cfg, seed),
-                abs(value) / cfg.accuracy_gap,
-                f"|gap| <= {cfg.accuracy_gap:g} points",
+                cf,
+                ch,
+                cfg.accuracy_gap,
                 f"forget rows {_mean(cf):.1f}% vs never-seen rows {_mean(ch):.1f}%",
+                cfg,
+                seed,
                 enough,
             )
         )
@@ -293,18 +322,34 @@ def _entropy_check(
     mf = attacker.predict(softmax_entropy(f_out).reshape(-1, 1)) * 100 if len(f_out) else np.zeros(0)
     mh = attacker.predict(softmax_entropy(h_out).reshape(-1, 1)) * 100 if len(h_out) else np.zeros(0)
 
-    def gap(i, j):
-        return mf[i].mean(-1) - mh[j].mean(-1)
-
-    value = float(mf.mean() - mh.mean()) if len(mf) and len(mh) else float("nan")
-    return _judge(
+    return mean_gap_check(
         "mia_entropy_gap",
-        value,
-        _interval(gap, (mf, mh), cfg, seed),
-        abs(value) / cfg.mia_entropy_gap,
-        f"|gap| <= {cfg.mia_entropy_gap:g} points",
+        mf,
+        mh,
+        cfg.mia_entropy_gap,
         f"entropy attack calls {_mean(mf):.0f}% of forget rows members vs {_mean(mh):.0f}% of never-seen rows",
+        cfg,
+        seed,
         enough,
+    )
+
+
+def utility_drop_check(now: np.ndarray, before: np.ndarray, what: str, cfg: VerifyConfig, seed: int) -> Check:
+    """A per-row score (in points) now against the original's on the same rows: passes when it
+    fell by at most ``cfg.utility_drop``."""
+
+    def drop(i):
+        return before[i].mean(-1) - now[i].mean(-1)
+
+    value = float(before.mean() - now.mean()) if len(now) else float("nan")
+    return _judge(
+        "utility",
+        value,
+        _interval(drop, (now,), cfg, seed),
+        max(value, 0.0) / cfg.utility_drop,
+        f"drop <= {cfg.utility_drop:g} points",
+        what,
+        len(now) >= cfg.min_rows,
     )
 
 
@@ -319,19 +364,8 @@ def _utility(
         now = (outputs["retain_test"].argmax(1) == y).numpy().astype(np.float64) * 100
         before = (original["retain_test"].argmax(1) == y).numpy().astype(np.float64) * 100
 
-        def drop(i):
-            return before[i].mean(-1) - now[i].mean(-1)
-
-        value = float(before.mean() - now.mean()) if len(y) else float("nan")
-        return _judge(
-            "utility",
-            value,
-            _interval(drop, (now,), cfg, seed),
-            max(value, 0.0) / cfg.utility_drop,
-            f"drop <= {cfg.utility_drop:g} points",
-            f"retained-class accuracy {_mean(now):.1f}% vs original {_mean(before):.1f}%",
-            len(y) >= cfg.min_rows,
-        )
+        what = f"retained-class accuracy {_mean(now):.1f}% vs original {_mean(before):.1f}%"
+        return utility_drop_check(now, before, what, cfg, seed)
     now = per_example_loss(outputs["retain_test"], y, task.kind).numpy().astype(np.float64)
     before = per_example_loss(original["retain_test"], y, task.kind).numpy().astype(np.float64)
 

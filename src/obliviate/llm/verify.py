@@ -23,7 +23,15 @@ from torch import nn
 
 from obliviate.llm.data import QA, LMTask
 from obliviate.llm.metrics import answer_scores, rouge_recall
-from obliviate.verification import Check, Verdict, VerifyConfig, _auc, _interval, _judge, _mean
+from obliviate.verification import (
+    Check,
+    Verdict,
+    VerifyConfig,
+    _mean,
+    mean_gap_check,
+    mia_auc_check,
+    utility_drop_check,
+)
 
 MAX_UTILITY_ROWS = 300
 
@@ -63,37 +71,11 @@ def verify_lm(
     else:
         lf = answer_scores(model, tokenizer, task.forget).loss
         lh = answer_scores(model, tokenizer, task.holdout).loss
-        stat = _auc(lf, lh)
-        auc = float(stat(np.arange(n_f), np.arange(n_h)))
-        verdict.checks.append(
-            _judge(
-                "mia_auc",
-                auc,
-                _interval(stat, (lf, lh), cfg, seed),
-                abs(auc - 0.5) / cfg.mia_auc,
-                f"|AUC - 0.5| <= {cfg.mia_auc:g}",
-                f"loss attack AUC {auc:.2f} (0.5 = forget facts look never seen; above: remembered)",
-                enough,
-            )
-        )
+        verdict.checks.append(mia_auc_check(lf, lh, cfg, seed, enough, rows="facts"))
         rf = rouge_recall(model, tokenizer, task.forget) * 100
         rh = rouge_recall(model, tokenizer, task.holdout) * 100
-
-        def gap(i, j):
-            return rf[i].mean(-1) - rh[j].mean(-1)
-
-        value = float(rf.mean() - rh.mean())
-        verdict.checks.append(
-            _judge(
-                "rouge_gap",
-                value,
-                _interval(gap, (rf, rh), cfg, seed),
-                abs(value) / cfg.rouge_gap,
-                f"|gap| <= {cfg.rouge_gap:g} points",
-                f"answers recall {_mean(rf):.1f}% of forget facts vs {_mean(rh):.1f}% of never-seen facts",
-                enough,
-            )
-        )
+        what = f"answers recall {_mean(rf):.1f}% of forget facts vs {_mean(rh):.1f}% of never-seen facts"
+        verdict.checks.append(mean_gap_check("rouge_gap", rf, rh, cfg.rouge_gap, what, cfg, seed, enough))
     verdict.checks.append(_utility(model, original, tokenizer, task, cfg, seed))
     return verdict
 
@@ -108,17 +90,5 @@ def _utility(
         return Check("utility", "skipped", math.nan, math.nan, math.nan, "-", "no retain facts", math.nan)
     now = rouge_recall(model, tokenizer, rows) * 100
     before = rouge_recall(original, tokenizer, rows) * 100
-
-    def drop(i):
-        return before[i].mean(-1) - now[i].mean(-1)
-
-    value = float(before.mean() - now.mean())
-    return _judge(
-        "utility",
-        value,
-        _interval(drop, (now,), cfg, seed),
-        max(value, 0.0) / cfg.utility_drop,
-        f"drop <= {cfg.utility_drop:g} points",
-        f"retain answers recall {_mean(now):.1f}% vs original {_mean(before):.1f}%",
-        len(rows) >= cfg.min_rows,
-    )
+    what = f"retain answers recall {_mean(now):.1f}% vs original {_mean(before):.1f}%"
+    return utility_drop_check(now, before, what, cfg, seed)
