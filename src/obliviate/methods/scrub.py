@@ -26,7 +26,8 @@ class ScrubConfig(MethodConfig):
       class is forgotten (0%) but its rows end far less confident than under retraining
       (entropy MIA 9.9% against 22.1%, MNIST-5k class 3, seeds 0-2; Avg Gap 3.57). At T = 2
       (MNIST-5k class 3, training seeds 0-1): MIA 16.5% against 23.2%, Avg Gap 2.17; T = 1:
-      2.40, 1.5: 2.16, 3: 2.94, 4: 3.59 (each with alpha = 1/T^2).
+      2.40, 1.5: 2.16, 3: 2.94, 4: 3.59 (each with alpha = 1/T^2). Seeds 0-2 (Run D): 1.80.
+      Random 10%, seeds 0-2: Avg Gap 1.38 -> 1.07, U-LiRA AUC 0.47 -> 0.52.
     - alpha = 1/T^2 = 0.25 (the code sets 1e-3): the T^2-scaled KL then weighs in the min step
       what an unscaled KL did at alpha 1. At alpha 1 and T = 4 the min step's KL is 16x the task
       loss and pulls the class back: MNIST-5k class 3 stays at 68% (Avg Gap 20.5, seeds 0-2).
