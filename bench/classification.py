@@ -19,19 +19,26 @@ original is always a row, so a method that does nothing cannot look good. Tables
 
     PYTHONPATH=src python bench/classification.py                      # MNIST-5k, 3 scenarios, 3 x 3 seeds
     PYTHONPATH=src python bench/classification.py --data digits --seeds 0 --unlearn-seeds 100 --scenarios class
+    # tuning: originals and retrains stored under /tmp/cache and reused (their timings too, so
+    # speed-ups then compare against a retrain timed in an earlier process), one method's setting changed
+    PYTHONPATH=src python bench/classification.py --seeds 0 --scenarios class --methods scrub \\
+        --cache /tmp/cache --set scrub.alpha=0.1
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import statistics
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import torch
+from overrides import method_overrides
 
 from obliviate import ForgetSpec, TrainConfig, UnlearningTask, build_model, evaluate, fit, load_data, unlearn
 from obliviate.data import DataSplit
@@ -76,27 +83,60 @@ def scenario_task(data: str, scenario: str, seed: int) -> UnlearningTask:
     return UnlearningTask.build(split, ForgetSpec(fraction=0.1, seed=seed))
 
 
-def train_original(task: UnlearningTask, data: str, seed: int, model_name: str, width: int):
-    """The original model and its recipe; the training seed fixes initial weights and batch order."""
+def train_original(task: UnlearningTask, data: str, seed: int, model_name: str, width: int, stem: Path | None):
+    """The original model and its recipe; the training seed fixes initial weights and batch order.
+    With ``stem`` (a cache path prefix), a stored original is reused."""
     recipe = RECIPES.get(data, RECIPES["mnist5k"]).model_copy(update={"seed": seed})
     model = build_model(model_name, task.input_shape, task.num_outputs, width=width, seed=seed)
-    return fit(model, task.train, recipe).model, recipe
+    path = Path(f"{stem}-original.pt") if stem else None
+    if path and path.exists():
+        model.load_state_dict(torch.load(path))
+        return model.eval(), recipe
+    model = fit(model, task.train, recipe).model
+    if path:
+        torch.save(model.state_dict(), path)
+    return model, recipe
+
+
+def cached_retrain(original, task: UnlearningTask, recipe: TrainConfig, useed: int, stem: Path | None):
+    """Retrain under ``useed``; with ``stem``, reuse the model, log and CPU time stored by an earlier run."""
+    path = Path(f"{stem}-{task.spec.scenario}-retrain{useed}.pt") if stem else None
+    if path and path.exists():
+        saved = torch.load(path, weights_only=False)
+        model = copy.deepcopy(original)
+        model.load_state_dict(saved["state"])
+        return model.eval(), saved["log"], saved["cpu"]
+    start = time.process_time()
+    result = unlearn(original, task, "retrain", seed=useed, recipe=recipe)
+    cpu = time.process_time() - start
+    if path:
+        torch.save({"state": result.model.state_dict(), "log": result.log, "cpu": cpu}, path)
+    return result.model, result.log, cpu
 
 
 def run_training_seed(
-    task: UnlearningTask, original, recipe: TrainConfig, unlearn_seeds: list[int], methods: list[str], privacy: bool
+    task: UnlearningTask,
+    original,
+    recipe: TrainConfig,
+    unlearn_seeds: list[int],
+    methods: list[str],
+    privacy: bool,
+    overrides: dict[str, dict] | None = None,
+    stem: Path | None = None,
 ) -> dict[str, dict]:
     """Every method (and original, retrain) under every unlearning seed on one task; returns, per
-    method, the mean metrics over unlearning seeds, Avg Gap, speed-ups and (``privacy``) F and U-LiRA."""
+    method, the mean metrics over unlearning seeds, Avg Gap, speed-ups and (``privacy``) F and U-LiRA.
+    ``overrides`` changes methods' settings by name; ``stem`` (a cache path prefix) reuses stored retrains."""
+    overrides = overrides or {}
     names = ["retrain", *(m for m in methods if task.spec.scenario in REGISTRY[m].scenarios)]
     runs: dict[str, list[dict]] = defaultdict(list)
     scores = defaultdict(list)
     for useed in unlearn_seeds:
         models, logs, cpu = {"original": original}, {}, {}
-        for name in names:
-            config = {"recipe": recipe} if name == "retrain" else {}
+        models["retrain"], logs["retrain"], cpu["retrain"] = cached_retrain(original, task, recipe, useed, stem)
+        for name in names[1:]:
             start = time.process_time()
-            result = unlearn(original, task, name, seed=useed, **config)
+            result = unlearn(original, task, name, seed=useed, **overrides.get(name, {}))
             cpu[name] = time.process_time() - start
             models[name], logs[name] = result.model, result.log
         report = evaluate(task, models, logs=logs, metrics=list(COLUMNS), seed=useed)
@@ -176,6 +216,10 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     parser.add_argument("--json", default=None, help="also write all per-seed results here")
+    parser.add_argument("--set", action="append", default=[], help="METHOD.KEY=VALUE config override (JSON value)")
+    parser.add_argument(
+        "--cache", default=None, help="folder for originals and retrains, reused across runs (for tuning only)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -189,11 +233,17 @@ def main() -> None:
     if bad:
         parser.error(f"unknown scenarios {bad}; choose from {SCENARIOS}")
     privacy_ok = len(unlearn_seeds) >= 3
+    overrides = method_overrides(args.set)
+    cache = Path(args.cache) if args.cache else None
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     everything = {}
     print(
         f"# {args.data} · {args.model} width {args.width} · training seeds {seeds} · unlearning seeds "
         f"{unlearn_seeds} · torch threads {args.threads}"
+        + (f" · overrides {overrides}" if overrides else "")
+        + (f" · cached originals/retrains from {cache}" if cache else "")
     )
     originals = {}
     for scenario in scenarios:
@@ -202,9 +252,10 @@ def main() -> None:
         for seed in seeds:
             task = scenario_task(args.data, scenario, seed)
             key = (seed, scenario == "subclass")
+            stem = cache / f"{args.data}-{args.model}{args.width}-seed{seed}-{task.num_outputs}cls" if cache else None
             if key not in originals:
-                originals[key] = train_original(task, args.data, seed, args.model, args.width)
-            per_seed.append(run_training_seed(task, *originals[key], unlearn_seeds, methods, privacy))
+                originals[key] = train_original(task, args.data, seed, args.model, args.width, stem)
+            per_seed.append(run_training_seed(task, *originals[key], unlearn_seeds, methods, privacy, overrides, stem))
         everything[scenario] = per_seed
         print_table(scenario, per_seed, privacy, len(unlearn_seeds))
     print(f"\ntotal {time.perf_counter() - start:.0f}s")
