@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -11,6 +9,7 @@ from torch import Tensor, nn
 
 from obliviate.blocks.importance import gradient_statistics
 from obliviate.blocks.relabel import random_label_training
+from obliviate.engine import OptimizerName
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 
@@ -41,7 +40,7 @@ class SalunConfig(MethodConfig):
     mask_fraction: float = Field(0.5, gt=0, le=1, description="share of weights (largest saliency) that may change")
     epochs: int | None = Field(None, ge=1, description="None: 3 for whole classes, else 1")
     lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["sgd", "adam"] = "adam"
+    optimizer: OptimizerName = "adam"
     batch_size: int = Field(32, ge=1)
     retain_weight: float = Field(1.0, ge=0)
     retain_ratio: float = Field(3.0, gt=0, description="retain rows rehearsed per forget row")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
@@ -11,7 +9,7 @@ from torch import Tensor, nn
 from obliviate.adapter import forward
 from obliviate.blocks.distill import frozen, kl_to_teacher
 from obliviate.data import Batch
-from obliviate.engine import make_optimizer
+from obliviate.engine import OptimizerName, make_optimizer
 from obliviate.forget import TaskView
 from obliviate.methods.base import Method, MethodConfig, RunContext, register
 
@@ -43,7 +41,7 @@ class ScrubConfig(MethodConfig):
     epochs: int = Field(1, ge=1, description="total epochs; each has a min pass over Dr")
     max_epochs: int = Field(1, ge=0, description="epochs (the first ones) that also have a max pass over Df")
     lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["sgd", "adam"] = "adam"
+    optimizer: OptimizerName = "adam"
     temperature: float = Field(2.0, gt=0)
     alpha: float = Field(0.25, ge=0, description="weight of KL to the teacher in the min step")
     gamma: float = Field(0.99, ge=0, description="weight of the task loss in the min step")
