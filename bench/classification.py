@@ -205,29 +205,38 @@ def print_table(scenario: str, per_seed: list[dict[str, dict]], privacy: bool, r
     )
 
 
+def add_run_options(parser: argparse.ArgumentParser, unlearn_seeds: str, methods: str) -> None:
+    """The options every classification-style bench shares: seeds, methods, threads, JSON output."""
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds (data split, forget set, original)")
+    parser.add_argument("--unlearn-seeds", default=unlearn_seeds, help="unlearning (and retraining) seeds")
+    parser.add_argument("--methods", default=methods)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+    parser.add_argument("--json", default=None, help="also write all per-seed results here")
+
+
+def run_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[list[int], list[int], list[str]]:
+    """Training seeds, unlearning seeds and known method names from ``add_run_options``; sets threads."""
+    torch.set_num_threads(args.threads)
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in methods if m not in REGISTRY]
+    if unknown:
+        parser.error(f"unknown methods {unknown}")
+    return [int(s) for s in args.seeds.split(",")], [int(s) for s in args.unlearn_seeds.split(",")], methods
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="mnist5k")
     parser.add_argument("--model", default="cnn", help="architecture with a width option (cnn, allcnn)")
     parser.add_argument("--width", type=int, default=16, help="channel width of the small CNN")
-    parser.add_argument("--seeds", default="0,1,2", help="training seeds (data split, forget set, original)")
-    parser.add_argument("--unlearn-seeds", default="100,101,102", help="unlearning (and retraining) seeds")
+    add_run_options(parser, "100,101,102", ",".join(METHODS))
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
-    parser.add_argument("--json", default=None, help="also write all per-seed results here")
     parser.add_argument("--set", action="append", default=[], help="METHOD.KEY=VALUE config override (JSON value)")
     parser.add_argument(
         "--cache", default=None, help="folder for originals and retrains, reused across runs (for tuning only)"
     )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    unlearn_seeds = [int(s) for s in args.unlearn_seeds.split(",")]
-    methods = [m for m in args.methods.split(",") if m]
-    unknown = [m for m in methods if m not in REGISTRY]
-    if unknown:
-        parser.error(f"unknown methods {unknown}")
+    seeds, unlearn_seeds, methods = run_options(parser, args)
     scenarios = args.scenarios.split(",")
     bad = [s for s in scenarios if s not in SCENARIOS]
     if bad:

@@ -20,8 +20,7 @@ import json
 import time
 from pathlib import Path
 
-import torch
-from classification import print_table, run_training_seed
+from classification import add_run_options, print_table, run_options, run_training_seed
 
 from obliviate import ForgetSpec, TrainConfig, UnlearningTask, build_model, fit, load_data
 from obliviate.methods import REGISTRY, MethodError
@@ -64,20 +63,10 @@ def runnable(methods: list[str], task: UnlearningTask) -> tuple[list[str], dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     classification = sorted(n for n, c in REGISTRY.items() if "classification" in c.kinds and n not in SKIPPED)
-    parser.add_argument("--seeds", default="0,1,2", help="training seeds (data split, forget set, original)")
-    parser.add_argument("--unlearn-seeds", default="100", help="unlearning (and retraining) seeds")
+    add_run_options(parser, "100", ",".join(classification))
     parser.add_argument("--scenarios", default="class,random")
-    parser.add_argument("--methods", default=",".join(classification))
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
-    parser.add_argument("--json", default=None, help="also write all per-seed results here")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    unlearn_seeds = [int(s) for s in args.unlearn_seeds.split(",")]
-    methods = [m for m in args.methods.split(",") if m]
-    unknown = [m for m in methods if m not in REGISTRY]
-    if unknown:
-        parser.error(f"unknown methods {unknown}")
+    seeds, unlearn_seeds, methods = run_options(parser, args)
     privacy_ok = len(unlearn_seeds) >= 3
     start = time.perf_counter()
     print(
