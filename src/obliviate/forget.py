@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -15,6 +16,18 @@ from obliviate.data import Dataset, DataSplit
 
 class ForgetSpecError(ValueError):
     """A forget request that cannot be served as written."""
+
+
+def checked_rows(indices: Sequence[int], n: int, what: str = "") -> np.ndarray:
+    """``indices`` as int64 row numbers, refused when out of ``0..n-1`` or repeated."""
+    rows = np.asarray(indices, dtype=np.int64)
+    bad = rows[(rows < 0) | (rows >= n)]
+    if len(bad):
+        raise ForgetSpecError(f"indices out of range 0..{n - 1}{what}: {bad[:10].tolist()}")
+    uniq, counts = np.unique(rows, return_counts=True)
+    if (counts > 1).any():
+        raise ForgetSpecError(f"duplicate indices: {uniq[counts > 1][:10].tolist()}")
+    return rows
 
 
 class ForgetSpec(BaseModel):
@@ -124,14 +137,7 @@ class ForgetSpec(BaseModel):
         """Sorted indices of the training rows to forget, validated against ``train``."""
         n = len(train)
         if self.indices is not None:
-            idx = np.asarray(self.indices, dtype=np.int64)
-            bad = idx[(idx < 0) | (idx >= n)]
-            if len(bad):
-                raise ForgetSpecError(f"indices out of range 0..{n - 1}: {bad[:10].tolist()}")
-            uniq, counts = np.unique(idx, return_counts=True)
-            if (counts > 1).any():
-                raise ForgetSpecError(f"duplicate indices: {uniq[counts > 1][:10].tolist()}")
-            forget = torch.tensor(np.sort(idx))
+            forget = torch.tensor(np.sort(checked_rows(self.indices, n)))
         elif self.keys is not None:
             wanted = np.asarray([str(k) for k in self.keys])
             have = train.keys.astype(str)
@@ -245,14 +251,7 @@ def file_rows(spec: ForgetSpec, split: DataSplit) -> ForgetSpec:
         raise ForgetSpecError(
             "these data have their own record keys (a key column, image paths, a keys array): use --keys"
         )
-    rows = np.asarray(spec.indices, dtype=np.int64)
-    bad = rows[(rows < 0) | (rows >= n)]
-    if len(bad):
-        raise ForgetSpecError(f"indices out of range 0..{n - 1} (rows of the data file): {bad[:10].tolist()}")
-    uniq, counts = np.unique(rows, return_counts=True)
-    if (counts > 1).any():
-        raise ForgetSpecError(f"duplicate indices: {uniq[counts > 1][:10].tolist()}")
-    return ForgetSpec(keys=rows.tolist())
+    return ForgetSpec(keys=checked_rows(spec.indices, n, " (rows of the data file)").tolist())
 
 
 class DataAccessError(PermissionError):
