@@ -6,6 +6,7 @@ Every model and tokenizer is built here, tiny; nothing is downloaded.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 from types import SimpleNamespace
@@ -278,6 +279,23 @@ def test_on_epoch_sees_each_epoch_in_eval_mode_and_can_stop_the_run(task, tok, m
 
     result = unlearn_lm(model, tok, task, "npo", epochs=5, batch_size=8, on_epoch=check)
     assert seen == [(0, False), (1, False)] and result.log.steps == 2 * math.ceil(len(task.forget) / 8)
+
+
+def test_stop_when_forgotten_ends_the_run_once_the_verdict_passes(tok, model):
+    # never-seen facts identical to the forget facts: the verdict passes after any epoch (AUC 0.5,
+    # ROUGE gap 0), so the run stops after the first; without never-seen facts it is undecided
+    base = profile_task(0.3, n_people=20, seed=0)
+    same = dataclasses.replace(base, holdout=list(base.forget))
+    seen = []
+    result = unlearn_lm(
+        model, tok, same, "npo", epochs=4, batch_size=8, stop_when_forgotten=True, on_epoch=lambda e, m: seen.append(e)
+    )
+    per_epoch = math.ceil(len(base.forget) / 8)
+    assert len(base.forget) >= 30 and seen == [0]
+    assert result.log.steps == per_epoch and result.log.details == {"epochs_run": 1, "forgotten_at": 1}
+    blind = unlearn_lm(model, tok, dataclasses.replace(base, holdout=[]), "npo", epochs=2, stop_when_forgotten=True)
+    assert blind.log.steps == 2 * math.ceil(len(base.forget) / 32)
+    assert blind.log.details == {"epochs_run": 2, "forgotten_at": None}
 
 
 def test_lora_option_returns_a_plain_model_with_merged_weights(task, tok, model):

@@ -72,11 +72,13 @@ def run_lm_experiment(
     )
     models = {"original": original.model, "retain": oracle.model}
     seconds = {"original": original.seconds, "retain": oracle.seconds}
+    epochs_run = {}
     for name in methods:
         result = unlearn_lm(
             original.model, tokenizer, task, name, seed=seed, progress=progress, **(overrides or {}).get(name, {})
         )
         models[name], seconds[name] = result.model, result.log.seconds
+        epochs_run[name] = result.log.details["epochs_run"]
     start = time.perf_counter()
     rows = evaluate_lm(models, tokenizer, task, reference="retain", seed=seed)
     for name, row in rows.items():
@@ -93,6 +95,7 @@ def run_lm_experiment(
         "recipe": recipe.model_dump(),
         "arch": arch,
         "overrides": overrides or {},
+        "epochs_run": epochs_run,
         "eval_seconds": time.perf_counter() - start,
     }
     return LMRun(rows, setting)

@@ -26,6 +26,7 @@ from obliviate.adapter import model_device
 from obliviate.engine import make_optimizer
 from obliviate.llm.data import QA, LMTask
 from obliviate.llm.model import IGNORE, REFUSALS, collate, encode, lm_loss, sequence_logprob, token_logprobs
+from obliviate.llm.verify import LMVerifyConfig, verify_lm
 from obliviate.methods.base import MethodError
 from obliviate.progress import Progress
 from obliviate.records import RunLog
@@ -35,7 +36,9 @@ from obliviate.training import batches, seed_everything
 class LMMethodConfig(BaseModel):
     """Optimisation settings shared by every LM method; ``lora_rank`` > 0 trains LoRA adapters
     (merged back into the weights afterwards) instead of all weights; ``retain_ratio`` retain
-    facts are drawn per forget fact in each step."""
+    facts are drawn per forget fact in each step. ``stop_when_forgotten`` ends the run after the
+    first epoch whose reference-free verdict (``verify_lm`` against the task's never-seen facts)
+    passes, so ``epochs`` becomes a budget: a method stops before it forgets past never-seen."""
 
     model_config = ConfigDict(extra="forbid")
     epochs: int = Field(5, ge=1)
@@ -43,6 +46,7 @@ class LMMethodConfig(BaseModel):
     batch_size: int = Field(32, ge=1)
     lora_rank: int = Field(0, ge=0)
     retain_ratio: int = Field(1, ge=1)
+    stop_when_forgotten: bool = False
 
 
 @dataclass
@@ -321,7 +325,10 @@ def unlearn_lm(
     overrides the method's defaults. Each epoch walks the forget facts in shuffled batches, each
     paired with a random batch of retain facts (and, for preference methods, refusal answers).
     ``on_epoch(epoch, model)`` is called after each epoch (model in eval mode) and stops the run
-    when it returns True: a place for an early-stopping check.
+    when it returns True: a place for an early-stopping check. With ``stop_when_forgotten`` the
+    run also stops once ``verify_lm`` passes (it needs ``task.holdout``; without enough never-seen
+    facts the verdict is inconclusive and every epoch runs); ``log.details`` has the epochs run
+    and the epoch (1-based) the verdict first passed, or None.
     """
     cfg = make_lm_config(method, **config)
     impl = LM_REGISTRY[method](cfg, seed)
@@ -343,7 +350,7 @@ def unlearn_lm(
     pad = tokenizer.pad_token_id
     forget = [encode(tokenizer, qa.question, qa.answer) for qa in task.forget]
     retain_rows: list[QA] = task.retain
-    start, steps = time.perf_counter(), 0
+    start, steps, epochs_run, forgotten_at = time.perf_counter(), 0, 0, None
     student.train()
     with Progress(f"unlearn {method}", total=cfg.epochs, enabled=progress) as bar:
         for epoch in range(cfg.epochs):
@@ -363,12 +370,16 @@ def unlearn_lm(
                 optimizer.step()
                 steps += 1
             bar.advance(loss=round(loss.item(), 4))
-            if on_epoch is not None:
-                student.eval()
-                stop = on_epoch(epoch, student)
-                student.train()
-                if stop:
-                    break
+            epochs_run = epoch + 1
+            if on_epoch is None and not cfg.stop_when_forgotten:
+                continue
+            student.eval()
+            if cfg.stop_when_forgotten and _looks_never_seen(student, tokenizer, task, seed):
+                forgotten_at = epochs_run
+            stop = on_epoch is not None and on_epoch(epoch, student)
+            student.train()
+            if stop or forgotten_at is not None:
+                break
     if cfg.lora_rank:
         student = student.merge_and_unload()
     student.eval()
@@ -379,5 +390,12 @@ def unlearn_lm(
         steps=steps,
         seed=seed,
         needs=sorted(impl.needs),
+        details={"epochs_run": epochs_run, "forgotten_at": forgotten_at},
     )
     return LMUnlearningResult(student, log)
+
+
+def _looks_never_seen(model: nn.Module, tokenizer, task: LMTask, seed: int) -> bool:
+    """The early stop: forget facts pass the verdict's comparisons with never-seen facts (point
+    estimates; no bootstrap, no utility check)."""
+    return verify_lm(model, tokenizer, task, config=LMVerifyConfig(bootstrap=0), seed=seed).passed
