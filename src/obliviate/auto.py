@@ -190,11 +190,17 @@ def auto_unlearn(
     deadline = start + cfg.budget * retrain_seconds
     quick = cfg.verify.model_copy(update={"bootstrap": 0})
     probe = Probe.sample(task, cfg.probe_rows, seed)
-    probe_before = probe.outputs(model, device)
     final = Probe.sample(task, cfg.confirm_rows, seed)
-    # when the original already passes, the verdict cannot tell forgetting from doing nothing: then
-    # it only guards each run, which goes its full length, instead of ending it
-    original_passes = verdict_from_outputs(probe, probe_before, probe_before, quick, seed).passed
+    original: dict = {}  # the original on the probe, computed at the first check (a run with no steps needs none)
+
+    def original_on_probe() -> tuple[dict[str, torch.Tensor], bool]:
+        """The original's probe outputs, and whether it passes: then the verdict cannot tell
+        forgetting from doing nothing, and it only guards each run, which goes its full length."""
+        if not original:
+            original["outputs"] = out = probe.outputs(model, device)
+            original["passes"] = verdict_from_outputs(probe, out, out, quick, seed).passed
+        return original["outputs"], original["passes"]
+
     before = None
     search: list[dict] = []
     steps = checks = 0
@@ -211,7 +217,10 @@ def auto_unlearn(
             nonlocal checks
             if (step_limit is not None and n >= step_limit) or time.perf_counter() >= deadline:
                 return True
-            if original_passes or n % cfg.check_every:
+            if n % cfg.check_every:
+                return False
+            probe_before, original_passes = original_on_probe()
+            if original_passes:
                 return False
             checks += 1
             last["verdict"] = verdict_from_outputs(probe, probe.outputs(m, device), probe_before, quick, seed)
@@ -222,7 +231,8 @@ def auto_unlearn(
         entry = {"method": name, "config": settings, "steps": result.log.steps, "seconds": round(result.log.seconds, 3)}
         verdict = last.get("verdict")
         if verdict is not None and not verdict.passed:  # checked during the run, ended on its own or the budget
-            verdict = verdict_from_outputs(probe, probe.outputs(result.model, device), probe_before, quick, seed)
+            outputs = probe.outputs(result.model, device)
+            verdict = verdict_from_outputs(probe, outputs, original_on_probe()[0], quick, seed)
         if verdict is None or verdict.passed:  # passed the sample, or never checked (no steps): confirm
             before = before or final.outputs(model, device, parts=("test",))  # utility reads test rows only
             verdict = verdict_from_outputs(final, final.outputs(result.model, device), before, cfg.verify, seed)
@@ -244,7 +254,7 @@ def auto_unlearn(
         "verdict": verdict.to_dict(),
         "search": search,
         "checks": checks,
-        "original_passes": original_passes,
+        "original_passes": original.get("passes"),  # None: no run was checked
         "budget_seconds": cfg.budget * retrain_seconds,
         "retrain_seconds": retrain_seconds,
         "retrain_seconds_estimated": estimated,
