@@ -8,9 +8,8 @@ passes; only then is the model judged with bootstrap intervals on a larger sampl
 (``confirm_rows`` per view; a run with no steps, such as SSD's, goes straight to it). Every run
 ends once the budget (a fraction of the estimated retraining time, or a number of steps) is
 spent. It returns the first model whose confirmation passes; if none passes it returns nothing
-and says why, candidate by candidate. When the
-original already passes, the verdict cannot tell forgetting from doing nothing, so runs are not
-ended on it (it still guards what is returned).
+and says why, candidate by candidate. When the original already passes, the verdict cannot tell
+forgetting from doing nothing, so runs are not ended on it (it still guards what is returned).
 
 Data access: every candidate runs through ``unlearn`` and sees only the views its own method
 declares. ``auto`` itself declares the union of its candidates' needs plus the views the verdict
@@ -233,7 +232,7 @@ def auto_unlearn(
         if verdict is not None and not verdict.passed:  # checked during the run, ended on its own or the budget
             outputs = probe.outputs(result.model, device)
             verdict = verdict_from_outputs(probe, outputs, original_on_probe()[0], quick, seed)
-        if verdict is None or verdict.passed:  # passed the sample, or never checked (no steps): confirm
+        if verdict is None or verdict.passed:  # passed the sample, or never checked (e.g. no steps): confirm
             before = before or final.outputs(model, device, parts=("test",))  # utility reads test rows only
             verdict = verdict_from_outputs(final, final.outputs(result.model, device), before, cfg.verify, seed)
         else:
