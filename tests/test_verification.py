@@ -94,6 +94,13 @@ def test_auto_returns_a_passing_model_within_its_time_budget(digits_model, class
     assert {"forget", "retain", "test"} <= set(log.needs)
 
 
+def test_auto_confirms_a_pass_on_confirm_rows_per_view(digits_model, class3_task):
+    """The verdict that confirms a pass reads ``confirm_rows`` rows of each view, not all of them."""
+    log = unlearn(digits_model, class3_task, "auto", retrain_seconds=200.0, confirm_rows=60).log
+    assert len(class3_task.forget_idx) > 60
+    assert log.details["verdict"]["forget_rows"] == 60 and log.details["verdict"]["held_out_rows"] <= 60
+
+
 @pytest.mark.parametrize("spec", [ForgetSpec(classes=[3]), ForgetSpec(fraction=0.1, seed=0)], ids=["class", "random"])
 def test_probe_samples_each_view_and_matches_the_full_outputs(spec, digits_split, digits_model):
     """The checks during the search read a sample of each view: rows of that view only, at most
