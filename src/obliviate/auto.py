@@ -35,15 +35,20 @@ from obliviate.records import RunLog
 from obliviate.training import TrainConfig, seed_everything, task_loss
 from obliviate.verification import VerifyConfig, verdict_from_outputs
 
+# Methods whose passes must all run: stopped inside SCRUB's max steps, the min steps that restore
+# the retained classes never run (MNIST-5k class 3, seed 0: Avg Gap 6.05 stopped at 50 steps on
+# the verdict, 1.8 run to the end). For these the verdict judges only the finished run.
+RUN_TO_END = frozenset({"scrub"})
+
 SEARCH: dict[str, list[tuple[str, dict]]] = {
     "class": [
+        ("scrub", {}),
         ("ssd", {}),
         ("neggrad_plus", {}),
         ("amnesiac", {}),
         ("bad_teacher", {}),
         ("salun", {}),
         ("random_labels", {}),
-        ("scrub", {"epochs": 2}),
         ("finetune", {"epochs": 5}),
     ],
     "random": [
@@ -212,11 +217,11 @@ def auto_unlearn(
         step_limit = None if cfg.max_steps is None else cfg.max_steps - steps
         last: dict = {}
 
-        def watch(m: nn.Module, n: int, step_limit=step_limit, last=last) -> bool:
+        def watch(m: nn.Module, n: int, step_limit=step_limit, last=last, name=name) -> bool:
             nonlocal checks
             if (step_limit is not None and n >= step_limit) or time.perf_counter() >= deadline:
                 return True
-            if n % cfg.check_every:
+            if name in RUN_TO_END or n % cfg.check_every:
                 return False
             probe_before, original_passes = original_on_probe()
             if original_passes:
