@@ -22,14 +22,12 @@ import statistics
 import time
 from collections import Counter, defaultdict
 
-import numpy as np
 import torch
-from classification import COLUMNS, RECIPES, _cell, scenario_task
+from classification import COLUMNS, RECIPES, _cell, scenario_task, summarize
 
 from obliviate import UnlearningTask, build_model, evaluate, fit, unlearn
 from obliviate.auto import AutoError
-from obliviate.metrics.forgetting_quality import quality_from_scores, score_model
-from obliviate.metrics.lira import ulira
+from obliviate.metrics.forgetting_quality import score_model
 
 MODELS = {"mnist1d": ("mlp", {})}
 """Flat 40-point signals get the MLP (the framework has no 1-D CNN); images the benchmark's cnn."""
@@ -82,17 +80,7 @@ def run_training_seed(task, original, recipe, unlearn_seeds: list[int], budget: 
             runs[name].append(row)
             if privacy:
                 scores[name].append(score_model(models[name], task))
-    ref_mean = {k: statistics.fmean(r[k] for r in runs["retrain"]) for k in COLUMNS}
-    out = {}
-    for name, rows in runs.items():
-        summary = {key: statistics.fmean(r[key] for r in rows) for key in rows[0]}
-        summary["avg_gap"] = statistics.fmean(statistics.fmean(abs(r[k] - ref_mean[k]) for k in COLUMNS) for r in rows)
-        if privacy and name != "retrain":
-            confidences = [np.stack([s.confidence for s in scores[n]]) for n in (name, "retrain")]
-            summary.update(
-                f=quality_from_scores(scores[name], scores["retrain"]).f, ulira_auc=ulira(*confidences)["auc"]
-            )
-        out[name] = summary
+    out = summarize(runs, scores if privacy else None)
     out["auto"]["chose"] = chose
     return out
 

@@ -147,17 +147,24 @@ def run_training_seed(
             runs[name].append(row)
             if privacy:
                 scores[name].append(score_model(models[name], task))
+    out = summarize(runs, scores if privacy else None)
+    out["retrain"]["first_test_acc"] = runs["retrain"][0]["test_acc"]
+    return out
+
+
+def summarize(runs: dict[str, list[dict]], scores: dict[str, list] | None) -> dict[str, dict]:
+    """Per model: each value averaged over unlearning seeds, Avg Gap to the mean retrained model,
+    and with per-example ``scores`` (three or more unlearning seeds) F and U-LiRA AUC."""
     ref = {k: statistics.fmean(r[k] for r in runs["retrain"]) for k in COLUMNS}
     out = {}
     for name, rows in runs.items():
         summary = {key: statistics.fmean(r[key] for r in rows) for key in rows[0]}
         summary["avg_gap"] = statistics.fmean(statistics.fmean(abs(r[k] - ref[k]) for k in COLUMNS) for r in rows)
-        if privacy and name != "retrain":
+        if scores is not None and name != "retrain":
             quality = quality_from_scores(scores[name], scores["retrain"])
             confidences = [np.stack([s.confidence for s in scores[n]]) for n in (name, "retrain")]
             summary.update(f=quality.f, f_ceiling=quality.epsilon_ceiling, ulira_auc=ulira(*confidences)["auc"])
         out[name] = summary
-    out["retrain"]["first_test_acc"] = runs["retrain"][0]["test_acc"]
     return out
 
 
