@@ -363,7 +363,6 @@ def _utility(
     if task.kind == "classification":
         now = (outputs["retain_test"].argmax(1) == y).numpy().astype(np.float64) * 100
         before = (original["retain_test"].argmax(1) == y).numpy().astype(np.float64) * 100
-
         what = f"retained-class accuracy {_mean(now):.1f}% vs original {_mean(before):.1f}%"
         return utility_drop_check(now, before, what, cfg, seed)
     now = per_example_loss(outputs["retain_test"], y, task.kind).numpy().astype(np.float64)

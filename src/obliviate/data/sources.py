@@ -168,30 +168,32 @@ def image_shape(mode: str, size: tuple[int, int], path: Path) -> tuple[int, int,
     return (1 if mode in ("1", "L", "LA") else 3, height, width)
 
 
-def read_image(path: Path) -> np.ndarray:
-    """One image as ``(C, H, W)`` uint8: grayscale stays one channel, everything else becomes RGB."""
+def _with_image(path: Path, read):
+    """``read(image)`` on the image file opened with Pillow; unreadable files are one-line errors."""
     from obliviate.extras import need
 
     Image = need("PIL.Image", "files")
     try:
         with Image.open(path) as image:
-            gray = image_shape(image.mode, image.size, path)[0] == 1
-            pixels = np.asarray(image.convert("L" if gray else "RGB"))
+            return read(image)
     except (OSError, Image.UnidentifiedImageError) as exc:
         raise DataError(f"{path}: cannot read image ({exc})") from None
-    return pixels[None] if gray else pixels.transpose(2, 0, 1)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """One image as ``(C, H, W)`` uint8: grayscale stays one channel, everything else becomes RGB."""
+
+    def pixels(image) -> np.ndarray:
+        gray = image_shape(image.mode, image.size, path)[0] == 1
+        values = np.asarray(image.convert("L" if gray else "RGB"))
+        return values[None] if gray else values.transpose(2, 0, 1)
+
+    return _with_image(path, pixels)
 
 
 def image_header(path: Path) -> tuple[int, int, int]:
     """The ``(C, H, W)`` of an image file from its header, without decoding the pixels."""
-    from obliviate.extras import need
-
-    Image = need("PIL.Image", "files")
-    try:
-        with Image.open(path) as image:
-            return image_shape(image.mode, image.size, path)
-    except (OSError, Image.UnidentifiedImageError) as exc:
-        raise DataError(f"{path}: cannot read image ({exc})") from None
+    return _with_image(path, lambda image: image_shape(image.mode, image.size, path))
 
 
 class ImageFiles(RowSource):

@@ -397,5 +397,9 @@ def unlearn_lm(
 
 def _looks_never_seen(model: nn.Module, tokenizer, task: LMTask, seed: int) -> bool:
     """The early stop: forget facts pass the verdict's comparisons with never-seen facts (point
-    estimates; no bootstrap, no utility check)."""
-    return verify_lm(model, tokenizer, task, config=LMVerifyConfig(bootstrap=0), seed=seed).passed
+    estimates; no bootstrap, no utility check). With too few facts to decide the verdict would be
+    inconclusive, so it is not computed at all."""
+    config = LMVerifyConfig(bootstrap=0)
+    if min(len(task.forget), len(task.holdout)) < config.min_rows:
+        return False
+    return verify_lm(model, tokenizer, task, config=config, seed=seed).passed
