@@ -73,9 +73,18 @@ def init(
     model: str = typer.Option("mlp", help="architecture name, or a factory 'package.module:function'"),
     model_option: list[str] = typer.Option(None, "--model-set", help="architecture argument key=value"),
     train_option: list[str] = typer.Option(None, "--train-set", help="training recipe override key=value"),
-    model_file: Path = typer.Option(None, help="serve this trained model instead of training one"),
+    model_file: Path = typer.Option(
+        None,
+        help="serve this trained model instead of training one (a causal LM: its Hugging Face directory, "
+        "with --data FILE.jsonl)",
+    ),
+    holdout_keys: str = typer.Option(
+        None, "--holdout-keys", help="causal LM: comma-separated keys of the facts file the model never saw"
+    ),
     mode: str = typer.Option("approximate", help="approximate (run --method) or exact (SISA)"),
-    method: str = typer.Option("finetune", help="unlearning method in approximate mode"),
+    method: str = typer.Option(
+        None, help="unlearning method in approximate mode (default finetune; npo for a causal LM)"
+    ),
     option: list[str] = typer.Option(None, "--set", help="method config override key=value"),
     gate: list[str] = typer.Option(None, "--gate", help="promotion gate, e.g. 'forget_acc <= test_acc + 2' (repeat)"),
     metric: list[str] = typer.Option(None, "--metric", help="metrics to evaluate (default: all default ones)"),
@@ -92,27 +101,35 @@ def init(
     device: str = DeviceOpt,
 ) -> None:
     """Create a pipeline home: config, ledger, and the first model version (trained unless --model-file).
-    The device is stored in the config; ``process --device`` overrides it for one run."""
+    The device is stored in the config; ``process --device`` overrides it for one run.
+
+    A causal LM: ``--model-file`` its Hugging Face directory (copied in as v0001, never written
+    to), ``--data`` the JSONL facts it was trained on, ``--holdout-keys`` people it never saw."""
     from obliviate.checkpoint import load_model
+    from obliviate.cli.llm import _keys, _llm, lm_request
     from obliviate.training import TrainConfig
 
     _need_pipeline()
     from obliviate.pipeline import DataSource, Pipeline, PipelineConfig, SisaSettings
+    from obliviate.pipeline.lm import CausalLM
 
+    lm = model_file is not None and lm_request([model_file], data)
+    if holdout_keys and not lm:
+        _fail("--holdout-keys apply to a causal LM (--model-file DIRECTORY --data FILE.jsonl)")
     settings = {
         "dataset": DataSource(
             name=name or data,
-            source=data,
+            source=str(Path(data).resolve()) if lm else data,
             split_seed=split_seed,
             target=target,
             key=key,
             features=parse_columns(features),
+            **({"kind": "causal_lm", "holdout_keys": _keys(holdout_keys)} if lm else {}),
         ),
         "architecture": model,
         "architecture_kwargs": parse_values(model_option),
         "recipe": TrainConfig(**{"seed": seed, **parse_values(train_option)}),
         "mode": mode,
-        "method": method,
         "method_config": parse_values(option),
         "sisa": SisaSettings(shards=shards, slices=slices),
         "metrics": metric or None,
@@ -122,10 +139,16 @@ def init(
         "audit_key_file": str(audit_key) if audit_key else None,
         "device": str(resolve_device(device)),
     }
+    if method:
+        settings["method"] = method
     if gate:
         settings["gates"] = gate
     config = PipelineConfig(**settings)
-    served = load_model(model_file)[0] if model_file else None
+    served = None
+    if lm:
+        served = CausalLM(*_llm().load_causal_lm(model_file))
+    elif model_file:
+        served = load_model(model_file)[0]
     start = time.perf_counter()
     try:
         pipe = Pipeline.create(home, config, served)
