@@ -145,8 +145,8 @@ def test_unknown_or_unseen_keys_and_other_selectors_are_refused(tmp_path, monkey
     snapshot = sorted(p.name for p in (home / "models").iterdir())
     never_seen = list(people)[-1]
     for selector, message in (
-        (["--keys", "nobody"], "unknown keys (not among the trained keys of the facts file): nobody"),
-        (["--keys", never_seen], f"unknown keys (not among the trained keys of the facts file): {never_seen}"),
+        (["--keys", "nobody"], "unknown keys (not in the facts file): nobody"),
+        (["--keys", never_seen], f"never-seen keys (the model was not trained on them): {never_seen}"),
         (["--indices", "3"], "a causal-LM pipeline forgets by key"),
     ):
         code, out, err = run_cli(
@@ -205,6 +205,7 @@ def test_a_batch_of_three_people_gets_a_decided_verdict(tmp_path, monkeypatch, c
         and record["metrics"]["forget_loss"] > record["parent_metrics"]["forget_loss"]
     )
     assert [r.state for r in pipe.ledger.list()] == ["failed"] * 3 and pipe.registry.versions() == ["v0001"]
+    assert "verdict check mia_auc failed: loss attack AUC" in pipe.ledger.list()[0].fail_reason
 
 
 def test_recovery_deletes_unpromoted_model_directories(tmp_path, monkeypatch, capsys, lm, people):

@@ -111,7 +111,7 @@ def init(
 
     _need_pipeline()
     from obliviate.pipeline import DataSource, Pipeline, PipelineConfig, SisaSettings
-    from obliviate.pipeline.lm import CausalLM
+    from obliviate.pipeline.lm import load_version
 
     lm = model_file is not None and lm_request([model_file], data)
     if holdout_keys and not lm:
@@ -146,7 +146,8 @@ def init(
     config = PipelineConfig(**settings)
     served = None
     if lm:
-        served = CausalLM(*_llm().load_causal_lm(model_file))
+        _llm()  # a one-line error without the llm extra
+        served = load_version(model_file)
     elif model_file:
         served = load_model(model_file)[0]
     start = time.perf_counter()
@@ -254,17 +255,19 @@ def retry(
 def models(
     home: Path = HomeOpt, check: bool = typer.Option(False, help="load every version and check its hash")
 ) -> None:
-    """List model versions; the serving one is marked."""
+    """List model versions; the serving one is marked (a causal LM's show answer losses)."""
     pipe = _open(home)
     serving = pipe.registry.serving()
-    table = Table("version", "serving", "parent", "method", "rows", "forget_acc", "test_acc", "sha256")
+    shown = ("forget_loss", "retain_loss") if pipe.config.is_lm else ("forget_acc", "test_acc")
+    digits = 3 if pipe.config.is_lm else 1
+    table = Table("version", "serving", "parent", "method", "rows", *shown, "sha256")
     broken = pipe.registry.check() if check else {}
     for v in pipe.registry.versions():
         card = pipe.registry.card(v)
         m = card.get("metrics", {})
         table.add_row(
             v, "*" if v == serving else "", str(card.get("parent") or ""), card.get("method", ""),
-            str(card.get("data", {}).get("rows", "")), _num(m.get("forget_acc")), _num(m.get("test_acc")),
+            str(card.get("data", {}).get("rows", "")), *(_num(m.get(name), digits) for name in shown),
             broken.get(v) or card.get("sha256", "")[:12],
         )  # fmt: skip
     console.print(table)
@@ -291,8 +294,8 @@ def check_cmd(home: Path = HomeOpt) -> None:
     )
 
 
-def _num(v) -> str:
-    return "" if v is None else f"{v:.1f}"
+def _num(v, digits: int = 1) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
 
 
 def serve(

@@ -20,6 +20,8 @@ import math
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,12 +62,28 @@ def dir_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+@contextmanager
+def quiet() -> Iterator[None]:
+    """No ``transformers`` progress bars while versions are read and written: the pipeline's
+    output is one line per batch (a service log, not a terminal)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def save_version(path: Path, lm: CausalLM) -> str:
     """Write ``lm`` to the new directory ``path`` through a temporary sibling (``.NAME.*.tmp``,
     which recovery deletes); returns the directory's sha256."""
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
-        lm.model.save_pretrained(tmp)
+        with quiet():
+            lm.model.save_pretrained(tmp)
         lm.tokenizer.save_pretrained(tmp)
         for item in tmp.rglob("*"):
             if item.is_file():
@@ -82,7 +100,8 @@ def save_version(path: Path, lm: CausalLM) -> str:
 def load_version(path: Path) -> CausalLM:
     from obliviate.llm import load_causal_lm
 
-    model, tokenizer = load_causal_lm(path)
+    with quiet():
+        model, tokenizer = load_causal_lm(path)
     return CausalLM(model.eval(), tokenizer)
 
 
@@ -98,15 +117,18 @@ def read_facts(path: str | Path, holdout_keys: list[str]) -> list:
 
 
 def check_keys(keys: list, facts: list, holdout_keys: list[str]) -> None:
-    """A request may name only keys the model was trained on (``RequestError``-worthy otherwise)."""
-    known = {qa.key for qa in facts} - set(holdout_keys)
-    names = [str(k) for k in keys]
-    unknown = sorted(set(names) - known)
+    """A request may name only keys the model was trained on; raises ``ValueError`` naming the others."""
+    names = {str(k) for k in keys}
+    unknown = sorted(names - {qa.key for qa in facts})
+    unseen = sorted(names & set(holdout_keys))
     if unknown:
-        raise ValueError(
-            f"unknown keys (not among the trained keys of the facts file): {', '.join(unknown[:5])}"
-            + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        )
+        raise ValueError(f"unknown keys (not in the facts file): {_some(unknown)}")
+    if unseen:
+        raise ValueError(f"never-seen keys (the model was not trained on them): {_some(unseen)}")
+
+
+def _some(keys: list[str]) -> str:
+    return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
 def fact_task(facts: list, keys: list[str], forgotten: list[str], holdout_keys: list[str]):

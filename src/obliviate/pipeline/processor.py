@@ -66,7 +66,8 @@ class BatchOutcome:
 @dataclass
 class Candidate:
     """One unlearning run's result, before the gates: the model to write, the metrics of it and
-    of its parent, the run log, the card's data entry, and extra card fields."""
+    of its parent, the run log, the card's data entry, extra card fields, and findings that
+    explain a refusal (a failed verdict check's reason, say)."""
 
     model: object
     metrics: dict[str, float]
@@ -74,6 +75,7 @@ class Candidate:
     log: RunLog
     data: dict
     details: dict = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)
 
 
 @contextmanager
@@ -214,6 +216,7 @@ def process_batch(pipe: Pipeline) -> BatchOutcome | None:
         **run.details,
     )
     reasons = check_gates(cfg.gates, plan.spec.scenario, metrics, run.parent_metrics)
+    reasons += run.findings if reasons else []
     if reasons:
         pipe.record(_record(pipe, None, card, "rejected", reasons=reasons))
         pipe.ledger.move(batch_id, "running", "failed", fail_reason="; ".join(reasons))
@@ -247,6 +250,7 @@ def _unlearn_facts(pipe: Pipeline, served: causal.CausalLM, plan: KeyPlan) -> Ca
     from obliviate.llm import unlearn_lm, verify_lm
 
     cfg = pipe.config
+    served.model.to(cfg.device)  # freshly loaded: the frozen reference, on the device the run uses
     task = causal.fact_task(pipe.facts, plan.rows, plan.gone, cfg.dataset.holdout_keys)
     result = unlearn_lm(
         served.model, served.tokenizer, task, cfg.method, seed=cfg.seed, device=cfg.device, **cfg.method_config
@@ -256,7 +260,8 @@ def _unlearn_facts(pipe: Pipeline, served: causal.CausalLM, plan: KeyPlan) -> Ca
     metrics = {**causal.verdict_metrics(verdict), **causal.loss_metrics(candidate, task)}
     data = {"name": cfg.dataset.name, "fingerprint": file_sha256(cfg.dataset.source), "rows": len(task.retain)}
     details = {"verdict": verdict.to_dict()}
-    return Candidate(candidate, metrics, causal.loss_metrics(served, task), result.log, data, details)
+    failed = [f"verdict check {c.name} failed: {c.reason}" for c in verdict.checks if c.status == "fail"]
+    return Candidate(candidate, metrics, causal.loss_metrics(served, task), result.log, data, details, failed)
 
 
 def _finish_noop(pipe: Pipeline, batch_id: str, ids: list[str], parent: str, card: dict, start: float) -> BatchOutcome:
