@@ -73,9 +73,18 @@ def init(
     model: str = typer.Option("mlp", help="architecture name, or a factory 'package.module:function'"),
     model_option: list[str] = typer.Option(None, "--model-set", help="architecture argument key=value"),
     train_option: list[str] = typer.Option(None, "--train-set", help="training recipe override key=value"),
-    model_file: Path = typer.Option(None, help="serve this trained model instead of training one"),
+    model_file: Path = typer.Option(
+        None,
+        help="serve this trained model instead of training one (a causal LM: its Hugging Face directory, "
+        "with --data FILE.jsonl)",
+    ),
+    holdout_keys: str = typer.Option(
+        None, "--holdout-keys", help="causal LM: comma-separated keys of the facts file the model never saw"
+    ),
     mode: str = typer.Option("approximate", help="approximate (run --method) or exact (SISA)"),
-    method: str = typer.Option("finetune", help="unlearning method in approximate mode"),
+    method: str = typer.Option(
+        None, help="unlearning method in approximate mode (default finetune; npo for a causal LM)"
+    ),
     option: list[str] = typer.Option(None, "--set", help="method config override key=value"),
     gate: list[str] = typer.Option(None, "--gate", help="promotion gate, e.g. 'forget_acc <= test_acc + 2' (repeat)"),
     metric: list[str] = typer.Option(None, "--metric", help="metrics to evaluate (default: all default ones)"),
@@ -92,27 +101,35 @@ def init(
     device: str = DeviceOpt,
 ) -> None:
     """Create a pipeline home: config, ledger, and the first model version (trained unless --model-file).
-    The device is stored in the config; ``process --device`` overrides it for one run."""
+    The device is stored in the config; ``process --device`` overrides it for one run.
+
+    A causal LM: ``--model-file`` its Hugging Face directory (copied in as v0001, never written
+    to), ``--data`` the JSONL facts it was trained on, ``--holdout-keys`` people it never saw."""
     from obliviate.checkpoint import load_model
+    from obliviate.cli.llm import _keys, _llm, lm_request
     from obliviate.training import TrainConfig
 
     _need_pipeline()
     from obliviate.pipeline import DataSource, Pipeline, PipelineConfig, SisaSettings
+    from obliviate.pipeline.lm import load_version
 
+    lm = model_file is not None and lm_request([model_file], data)
+    if holdout_keys and not lm:
+        _fail("--holdout-keys apply to a causal LM (--model-file DIRECTORY --data FILE.jsonl)")
     settings = {
         "dataset": DataSource(
             name=name or data,
-            source=data,
+            source=str(Path(data).resolve()) if lm else data,
             split_seed=split_seed,
             target=target,
             key=key,
             features=parse_columns(features),
+            **({"kind": "causal_lm", "holdout_keys": _keys(holdout_keys)} if lm else {}),
         ),
         "architecture": model,
         "architecture_kwargs": parse_values(model_option),
         "recipe": TrainConfig(**{"seed": seed, **parse_values(train_option)}),
         "mode": mode,
-        "method": method,
         "method_config": parse_values(option),
         "sisa": SisaSettings(shards=shards, slices=slices),
         "metrics": metric or None,
@@ -122,10 +139,17 @@ def init(
         "audit_key_file": str(audit_key) if audit_key else None,
         "device": str(resolve_device(device)),
     }
+    if method:
+        settings["method"] = method
     if gate:
         settings["gates"] = gate
     config = PipelineConfig(**settings)
-    served = load_model(model_file)[0] if model_file else None
+    served = None
+    if lm:
+        _llm()  # a one-line error without the llm extra
+        served = load_version(model_file)
+    elif model_file:
+        served = load_model(model_file)[0]
     start = time.perf_counter()
     try:
         pipe = Pipeline.create(home, config, served)
@@ -231,17 +255,19 @@ def retry(
 def models(
     home: Path = HomeOpt, check: bool = typer.Option(False, help="load every version and check its hash")
 ) -> None:
-    """List model versions; the serving one is marked."""
+    """List model versions; the serving one is marked (a causal LM's show answer losses)."""
     pipe = _open(home)
     serving = pipe.registry.serving()
-    table = Table("version", "serving", "parent", "method", "rows", "forget_acc", "test_acc", "sha256")
+    shown = ("forget_loss", "retain_loss") if pipe.config.is_lm else ("forget_acc", "test_acc")
+    digits = 3 if pipe.config.is_lm else 1
+    table = Table("version", "serving", "parent", "method", "rows", *shown, "sha256")
     broken = pipe.registry.check() if check else {}
     for v in pipe.registry.versions():
         card = pipe.registry.card(v)
         m = card.get("metrics", {})
         table.add_row(
             v, "*" if v == serving else "", str(card.get("parent") or ""), card.get("method", ""),
-            str(card.get("data", {}).get("rows", "")), _num(m.get("forget_acc")), _num(m.get("test_acc")),
+            str(card.get("data", {}).get("rows", "")), *(_num(m.get(name), digits) for name in shown),
             broken.get(v) or card.get("sha256", "")[:12],
         )  # fmt: skip
     console.print(table)
@@ -268,8 +294,8 @@ def check_cmd(home: Path = HomeOpt) -> None:
     )
 
 
-def _num(v) -> str:
-    return "" if v is None else f"{v:.1f}"
+def _num(v, digits: int = 1) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
 
 
 def serve(

@@ -5,6 +5,7 @@ trail, and an HTTP service (DESIGN section 6). A user of the core, not part of i
 from obliviate.pipeline.audit import AuditLog, Verification
 from obliviate.pipeline.config import DataSource, PipelineConfig, SisaSettings
 from obliviate.pipeline.ledger import ConflictError, Ledger, LedgerError, Request
+from obliviate.pipeline.lm import CausalLM
 from obliviate.pipeline.processor import BatchOutcome, BusyError, process, process_batch, recover
 from obliviate.pipeline.registry import ModelRegistry, RegistryError
 from obliviate.pipeline.workspace import Pipeline, RequestError, UnknownDatasetError
@@ -13,6 +14,7 @@ __all__ = [
     "AuditLog",
     "BatchOutcome",
     "BusyError",
+    "CausalLM",
     "ConflictError",
     "DataSource",
     "Ledger",

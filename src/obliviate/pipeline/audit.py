@@ -33,8 +33,8 @@ def sha256_text(text: str) -> str:
 
 
 def rows_sha256(rows) -> str:
-    """Hash of a set of row ids (sorted, comma-joined), so the record proves which rows went."""
-    return sha256_text(",".join(str(int(r)) for r in sorted(rows)))
+    """Hash of a set of row ids or keys (sorted, comma-joined), so the record proves which rows went."""
+    return sha256_text(",".join(r if isinstance(r, str) else str(int(r)) for r in sorted(rows)))
 
 
 @dataclass(frozen=True)

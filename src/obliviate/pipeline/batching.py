@@ -39,6 +39,29 @@ class BatchPlan:
         return UnlearningTask.build(current, self.spec)
 
 
+@dataclass(frozen=True)
+class KeyPlan:
+    """A causal LM's batch: people (keys) rather than rows."""
+
+    rows: list[str]
+    """Keys this batch forgets (new ones only), sorted."""
+    already: list[str]
+    """Requested keys that earlier batches had already forgotten."""
+    gone: list[str]
+    """Keys forgotten before this batch (their facts are no longer the model's to keep)."""
+    spec: ForgetSpec | None
+    """The merged request (``keys``); None when nothing new is asked."""
+
+
+def plan_keys(specs: list[ForgetSpec], forgotten: list[str]) -> KeyPlan:
+    """Merge key requests against a causal LM given the keys already forgotten."""
+    if not specs:
+        raise ValueError("a batch needs at least one request")
+    asked = {str(k) for s in specs for k in s.keys}
+    new = sorted(asked - set(forgotten))
+    return KeyPlan(new, sorted(asked & set(forgotten)), sorted(forgotten), ForgetSpec(keys=new) if new else None)
+
+
 def batch_kind(spec: dict) -> str:
     """``class`` for whole-class requests, ``rows`` for everything else; batches hold one kind."""
     return "class" if spec.get("classes") is not None else "rows"

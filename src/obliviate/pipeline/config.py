@@ -8,11 +8,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from obliviate.methods import make_config
 from obliviate.pipeline.gates import DEFAULT_GATES, Gate
+from obliviate.pipeline.lm import LM_GATES
 from obliviate.training import TrainConfig
 
 
 class DataSource(BaseModel):
-    """A named data set; requests refer to its training rows by position in this split."""
+    """A named data set; requests refer to its training rows by position in this split.
+
+    ``kind="causal_lm"``: ``source`` is a JSONL file of question/answer/key facts the served
+    causal LM was trained on, requests name keys, and ``holdout_keys`` are keys in that file the
+    model never saw (the never-seen facts ``verify_lm`` compares forgotten facts with)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -20,10 +25,17 @@ class DataSource(BaseModel):
     source: str
     split_seed: int = 0
     test_fraction: float = Field(0.2, gt=0, lt=1)
-    kind: Literal["classification", "regression"] = "classification"
+    kind: Literal["classification", "regression", "causal_lm"] = "classification"
     target: str | None = None
     key: str | None = None
     features: list[str] | None = None
+    holdout_keys: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _holdout_only_for_lm(self) -> DataSource:
+        if self.holdout_keys and self.kind != "causal_lm":
+            raise ValueError("holdout_keys apply to causal-LM facts only")
+        return self
 
 
 class SisaSettings(BaseModel):
@@ -40,6 +52,8 @@ class PipelineConfig(BaseModel):
     ``mode="approximate"`` runs ``method`` (any registered method) on the serving model;
     ``mode="exact"`` serves a SISA ensemble and forgets by retraining only affected shards.
     ``batch_size`` caps the requests served by one unlearning run (1 turns batching off).
+    For a causal LM (``dataset.kind="causal_lm"``) ``method`` is an LM method (default ``npo``)
+    and the default gates read the ``verify_lm`` verdict (``LM_GATES``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -63,6 +77,18 @@ class PipelineConfig(BaseModel):
         None, description="HMAC key signing audit entries, cards and the pointer; outside the home (set at init)"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _lm_defaults(cls, values):
+        """A causal LM's method and gates default to the LM ones, not the classifier ones."""
+        if not isinstance(values, dict):
+            return values
+        data = values.get("dataset")
+        kind = data.kind if isinstance(data, DataSource) else (data or {}).get("kind")
+        if kind == "causal_lm":
+            values = {"method": "npo", "gates": list(LM_GATES), **values}
+        return values
+
     @field_validator("gates")
     @classmethod
     def _parse_gates(cls, gates: list[str]) -> list[str]:
@@ -72,8 +98,19 @@ class PipelineConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_method(self) -> PipelineConfig:
-        make_config(self.effective_method, **self.effective_method_config)
+        if not self.is_lm:
+            make_config(self.effective_method, **self.effective_method_config)
+            return self
+        if self.mode == "exact":
+            raise ValueError("exact mode (SISA) serves classifiers; a causal LM is served in approximate mode")
+        from obliviate.llm.methods import make_lm_config
+
+        make_lm_config(self.method, **self.method_config)
         return self
+
+    @property
+    def is_lm(self) -> bool:
+        return self.dataset.kind == "causal_lm"
 
     @property
     def effective_method(self) -> str:

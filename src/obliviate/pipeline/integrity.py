@@ -19,8 +19,6 @@ from collections.abc import Callable
 
 from torch import nn
 
-from obliviate.checkpoint import file_sha256
-from obliviate.forget import ForgetSpec
 from obliviate.pipeline.audit import GENESIS, rows_sha256, sha256_text
 from obliviate.pipeline.registry import RegistryError
 from obliviate.pipeline.signing import IntegrityError, canonical
@@ -125,7 +123,7 @@ def check(pipe: Pipeline) -> list[str]:
             if set(card["forgotten_rows"]) != before | set(card.get("batch_rows", [])):
                 problems.append(f"model version {version}: forgotten rows are not its parent's plus its batch's")
         _, _, serving = reg.load_serving()
-        if serving.get("sha256") != file_sha256(reg.path(ptr["version"])):
+        if serving.get("sha256") != reg.sha256(ptr["version"]):
             problems.append("serving weights changed")
 
     def registry_vs_audit() -> None:
@@ -179,11 +177,10 @@ def check(pipe: Pipeline) -> list[str]:
                 if rec["outcome"] in ("promoted", "noop") and (req.state != "done" or req.batch_id != batch_id):
                     problems.append(f"request {rid} was served by batch {batch_id} but the ledger has it {req.state}")
         if registry_ok:
-            train = pipe.split.train
-            asked: set[int] = set()
+            asked: set = set()
             for req in requests.values():
                 if req.state == "done":
-                    asked |= set(ForgetSpec.model_validate(req.spec).resolve(train).tolist())
+                    asked |= pipe.requested_rows(req.spec)
             serving = cards[list(cards)[-1]]
             if set(serving["forgotten_rows"]) != asked:
                 gone = len(serving["forgotten_rows"])

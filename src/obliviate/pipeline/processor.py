@@ -18,25 +18,34 @@ exactly once, or pending/failed, and the ledger agrees with the registry and the
 Before a batch is claimed the serving model is loaded through ``verify_serving``: a home
 whose pointer, cards, weights, audit log or ledger anchors were altered is refused, so no
 request is left running and no version is ever built from a model that was swapped in.
+
+Step 2 is the only one that depends on the kind of model: a classifier (or regressor) forgets
+rows with ``unlearn`` and is measured by ``evaluate``; a causal LM forgets the facts of keys
+with ``unlearn_lm`` and is measured by ``verify_lm`` (``obliviate.pipeline.lm``). Both give a
+``Candidate``; gates, versions, promotion, audit and ledger treat the two alike.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from obliviate.checkpoint import file_sha256
 from obliviate.evaluation import evaluate
 from obliviate.forget import ForgetSpec, ForgetSpecError
 from obliviate.methods import MethodError, unlearn
+from obliviate.pipeline import lm as causal
 from obliviate.pipeline.audit import rows_sha256
-from obliviate.pipeline.batching import batch_kind, plan_batch
+from obliviate.pipeline.batching import BatchPlan, KeyPlan, batch_kind, plan_batch, plan_keys
 from obliviate.pipeline.gates import check_gates
 from obliviate.pipeline.integrity import anchor_tail, spec_sha256, verify_serving
 from obliviate.pipeline.workspace import Pipeline
+from obliviate.records import RunLog
 
 
 class BusyError(RuntimeError):
@@ -52,6 +61,21 @@ class BatchOutcome:
     reasons: list[str] = field(default_factory=list)
     seconds: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Candidate:
+    """One unlearning run's result, before the gates: the model to write, the metrics of it and
+    of its parent, the run log, the card's data entry, extra card fields, and findings that
+    explain a refusal (a failed verdict check's reason, say)."""
+
+    model: object
+    metrics: dict[str, float]
+    parent_metrics: dict[str, float]
+    log: RunLog
+    data: dict
+    details: dict = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)
 
 
 @contextmanager
@@ -99,7 +123,10 @@ def recover(pipe: Pipeline) -> dict[str, list[str]]:
     for version in discarded:
         pipe.registry.discard(version)
     for tmp in pipe.registry.root.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp)
+        else:
+            tmp.unlink(missing_ok=True)
     pipe.audit.clean()
     return {"rolled_forward": done, "closed_as_failed": failed, "rolled_back": retried, "discarded_versions": discarded}
 
@@ -162,49 +189,79 @@ def process_batch(pipe: Pipeline) -> BatchOutcome | None:
         "batch_rows": [],
     }
     try:
-        plan = plan_batch(
-            [ForgetSpec.model_validate(r.spec) for r in requests], pipe.split.train, parent_card["forgotten_rows"]
-        )
+        specs = [ForgetSpec.model_validate(r.spec) for r in requests]
+        if cfg.is_lm:
+            plan = plan_keys(specs, parent_card["forgotten_rows"])
+        else:
+            plan = plan_batch(specs, pipe.split.train, parent_card["forgotten_rows"])
         card["batch_rows"] = plan.rows
         if plan.spec is None:
             return _finish_noop(pipe, batch_id, ids, parent, card, start)
         card["spec"] = plan.spec.model_dump(exclude_none=True)
-        task = plan.task(pipe.split)
-        method, method_config = cfg.effective_method, cfg.effective_method_config
-        result = unlearn(model, task, method, seed=cfg.seed, device=cfg.device, **method_config)
-        report = evaluate(
-            task, {"candidate": result.model, "parent": model}, reference=None, original="parent",
-            metrics=cfg.metrics, seed=cfg.seed, device=cfg.device,
-        )  # fmt: skip
+        run = _unlearn_facts(pipe, model, plan) if cfg.is_lm else _unlearn_rows(pipe, model, plan)
     except (ForgetSpecError, MethodError, FloatingPointError, ValueError, KeyError) as exc:
         reason = f"{type(exc).__name__}: {exc}"
         pipe.record(_record(pipe, None, card, "error", reasons=[reason]))
         pipe.ledger.move(batch_id, "running", "failed", fail_reason=reason)
         return BatchOutcome(batch_id, ids, "error", None, [reason], time.perf_counter() - start)
-    metrics = report.models["candidate"].metrics
+    metrics = run.metrics
     card.update(
         metrics=metrics,
-        parent_metrics=report.models["parent"].metrics,
-        config=result.log.config,
-        steps=result.log.steps,
+        parent_metrics=run.parent_metrics,
+        config=run.log.config,
+        steps=run.log.steps,
         seconds=time.perf_counter() - start,
-        data={
-            "name": cfg.dataset.name,
-            "fingerprint": task.retain.fingerprint(),
-            "rows": len(task.retain),
-        },
+        data=run.data,
         forgotten_rows=sorted(parent_card["forgotten_rows"] + plan.rows),
+        **run.details,
     )
-    reasons = check_gates(cfg.gates, plan.spec.scenario, metrics, report.models["parent"].metrics)
+    reasons = check_gates(cfg.gates, plan.spec.scenario, metrics, run.parent_metrics)
+    reasons += run.findings if reasons else []
     if reasons:
         pipe.record(_record(pipe, None, card, "rejected", reasons=reasons))
         pipe.ledger.move(batch_id, "running", "failed", fail_reason="; ".join(reasons))
         return BatchOutcome(batch_id, ids, "rejected", None, reasons, time.perf_counter() - start, metrics)
-    version = pipe.registry.write(result.model, card)
+    version = pipe.registry.write(run.model, card)
     pipe.registry.promote(version)
     pipe.record(_record(pipe, version, pipe.registry.card(version), "promoted"))
     pipe.ledger.move(batch_id, "running", "done", model_version=version, fail_reason=None)
     return BatchOutcome(batch_id, ids, "promoted", version, [], time.perf_counter() - start, metrics)
+
+
+def _unlearn_rows(pipe: Pipeline, model, plan: BatchPlan) -> Candidate:
+    """A classifier or regressor: ``unlearn`` the batch's rows, ``evaluate`` candidate and parent."""
+    cfg = pipe.config
+    task = plan.task(pipe.split)
+    result = unlearn(model, task, cfg.effective_method, seed=cfg.seed, device=cfg.device, **cfg.effective_method_config)
+    report = evaluate(
+        task, {"candidate": result.model, "parent": model}, reference=None, original="parent",
+        metrics=cfg.metrics, seed=cfg.seed, device=cfg.device,
+    )  # fmt: skip
+    data = {"name": cfg.dataset.name, "fingerprint": task.retain.fingerprint(), "rows": len(task.retain)}
+    return Candidate(
+        result.model, report.models["candidate"].metrics, report.models["parent"].metrics, result.log, data
+    )
+
+
+def _unlearn_facts(pipe: Pipeline, served: causal.CausalLM, plan: KeyPlan) -> Candidate:
+    """A causal LM: ``unlearn_lm`` the facts of the batch's keys, judge with ``verify_lm`` (forget
+    facts against never-seen facts, retain answers against the parent), and measure the answer
+    losses of both models; the verdict goes on the card."""
+    from obliviate.llm import unlearn_lm, verify_lm
+
+    cfg = pipe.config
+    served.model.to(cfg.device)  # freshly loaded: the frozen reference, on the device the run uses
+    task = causal.fact_task(pipe.facts, plan.rows, plan.gone, cfg.dataset.holdout_keys)
+    result = unlearn_lm(
+        served.model, served.tokenizer, task, cfg.method, seed=cfg.seed, device=cfg.device, **cfg.method_config
+    )
+    candidate = causal.CausalLM(result.model, served.tokenizer)
+    verdict = verify_lm(result.model, served.tokenizer, task, original=served.model, seed=cfg.seed)
+    metrics = {**causal.verdict_metrics(verdict), **causal.loss_metrics(candidate, task)}
+    data = {"name": cfg.dataset.name, "fingerprint": file_sha256(cfg.dataset.source), "rows": len(task.retain)}
+    details = {"verdict": verdict.to_dict()}
+    failed = [f"verdict check {c.name} failed: {c.reason}" for c in verdict.checks if c.status == "fail"]
+    return Candidate(candidate, metrics, causal.loss_metrics(served, task), result.log, data, details, failed)
 
 
 def _finish_noop(pipe: Pipeline, batch_id: str, ids: list[str], parent: str, card: dict, start: float) -> BatchOutcome:

@@ -10,12 +10,16 @@ With a ``Signer`` (a pipeline always has one) every card and the pointer carry a
 loading checks pointer, card and weights against each other: the pointer's signature, that
 it names the last promoted version, the card's signature and version name, and that the
 weights' sha256 is the one both the card and the pointer recorded.
+
+A causal-LM registry (``lm=True``) holds each version as a Hugging Face directory ``vNNNN/``
+beside the same card, hashed as a whole (``obliviate.pipeline.lm``); everything else is shared.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +27,8 @@ from torch import nn
 
 from obliviate.atomic import atomic_write_text
 from obliviate.checkpoint import CheckpointError, card_path, file_sha256, load_model, save_model
+from obliviate.data import DataError
+from obliviate.pipeline import lm as causal
 from obliviate.pipeline.signing import IntegrityError, Signer
 
 _VERSION = re.compile(r"^v(\d{4,})$")
@@ -36,30 +42,47 @@ class RegistryError(CheckpointError):
 class ModelRegistry:
     """Versions ``v0001``, ``v0002``, ... in one folder; the parent of a version is never touched."""
 
-    def __init__(self, root: str | Path, signer: Signer | None = None):
+    def __init__(self, root: str | Path, signer: Signer | None = None, lm: bool = False):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.signer = signer
+        self.lm = lm
 
     def path(self, version: str) -> Path:
+        """The version's weights file, or its model directory in a causal-LM registry."""
         if not _VERSION.match(version):
             raise RegistryError(f"{version!r} is not a model version (expected v0001, v0002, ...)")
-        return self.root / f"{version}.safetensors"
+        return self.root / (version if self.lm else f"{version}.safetensors")
 
     def versions(self) -> list[str]:
-        """Every version with a weights file or a card on disk (promoted or not), in order."""
-        found = {p.stem for p in self.root.iterdir() if p.suffix in {".safetensors", ".json"}}
+        """Every version with weights (file or directory) or a card on disk (promoted or not), in order."""
+        found = {p.stem for p in self.root.iterdir() if p.suffix in {".safetensors", ".json"} or p.is_dir()}
         return sorted((v for v in found if _VERSION.match(v)), key=lambda v: int(v[1:]))
+
+    def sha256(self, version: str) -> str:
+        """The hash cards, pointer and audit records name: of the weights file, or of the whole directory."""
+        path = self.path(version)
+        return causal.dir_sha256(path) if self.lm else file_sha256(path)
 
     def next_version(self) -> str:
         existing = self.versions()
         return f"v{(int(existing[-1][1:]) + 1 if existing else 1):04d}"
 
-    def write(self, model: nn.Module, card: dict) -> str:
-        """Store ``model`` as the next version (not yet serving); returns the version name."""
+    def write(self, model: nn.Module | causal.CausalLM, card: dict) -> str:
+        """Store ``model`` as the next version (not yet serving); returns the version name.
+
+        A causal LM's directory is renamed into place before its card is written; a crash in
+        between leaves a version without a card, which recovery deletes as never promoted."""
         version = self.next_version()
         full = {**card, "version": version, "created": datetime.now(UTC).isoformat(timespec="seconds")}
-        save_model(self.path(version), model, full, seal=self.signer.seal if self.signer else None)
+        if not self.lm:
+            save_model(self.path(version), model, full, seal=self.signer.seal if self.signer else None)
+            return version
+        digest = causal.save_version(self.path(version), model)
+        full = {**full, "architecture": {"causal_lm": model.model.config.model_type}, "sha256": digest}
+        full = json.loads(json.dumps(full, default=str, allow_nan=True))
+        full = self.signer.seal(full) if self.signer else full
+        atomic_write_text(card_path(self.path(version)), json.dumps(full, indent=2, allow_nan=True))
         return version
 
     def card(self, version: str) -> dict:
@@ -81,15 +104,29 @@ class ModelRegistry:
         if self.signer is not None and card.get("version") != version:
             raise IntegrityError(f"model version {version}: card belongs to version {card.get('version')!r}")
 
-    def load(self, version: str) -> tuple[nn.Module, dict]:
+    def load(self, version: str) -> tuple[nn.Module | causal.CausalLM, dict]:
         """Load a version, checking its card's signature and its weights against the card's sha256."""
         self.verify_card(version, self.card(version))
+        if self.lm:
+            return self._load_lm(version)
         try:
             model, card = load_model(self.path(version))
         except CheckpointError as exc:
             raise RegistryError(f"model version {version} cannot be loaded: {exc}") from None
         self.verify_card(version, card)
         return model, card
+
+    def _load_lm(self, version: str) -> tuple[causal.CausalLM, dict]:
+        """The directory is hashed before anything in it is read by ``transformers``."""
+        card, path = self.card(version), self.path(version)
+        if not path.is_dir():
+            raise RegistryError(f"model version {version} cannot be loaded: no model directory {path.name}/")
+        if causal.dir_sha256(path) != card.get("sha256"):
+            raise RegistryError(f"model version {version} cannot be loaded: its files do not match the card's sha256")
+        try:
+            return causal.load_version(path), card
+        except DataError as exc:
+            raise RegistryError(f"model version {version} cannot be loaded: {exc}") from None
 
     def pointer(self) -> dict:
         path = self.root / POINTER
@@ -144,7 +181,7 @@ class ModelRegistry:
         history = ptr["history"] if version in ptr["history"] else [*ptr["history"], version]
         record = {
             "version": version,
-            "sha256": file_sha256(self.path(version)),
+            "sha256": self.sha256(version),
             "promoted": datetime.now(UTC).isoformat(timespec="seconds"),
             "history": history,
         }
@@ -156,7 +193,11 @@ class ModelRegistry:
         """Delete a version that was never promoted (a leftover of an interrupted run)."""
         if version in self.history():
             raise RegistryError(f"model version {version} was promoted and is kept for the record")
-        self.path(version).unlink(missing_ok=True)
+        path = self.path(version)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
         card_path(self.path(version)).unlink(missing_ok=True)
 
     def check(self) -> dict[str, str | None]:

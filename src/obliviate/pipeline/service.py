@@ -34,14 +34,19 @@ Text = Annotated[str, Field(min_length=1, max_length=200)]
 def spec_model(pipe: Pipeline):
     """The ``spec`` field's type: one small model per ForgetSpec selector, bounded by the served
     data (row and class ids), so the OpenAPI schema says exactly what may be sent and
-    schema-driven clients and fuzzers produce requests the handlers act on."""
-    rows, outputs = len(pipe.split.train), pipe.split.train.num_outputs
+    schema-driven clients and fuzzers produce requests the handlers act on. A causal LM is
+    asked by key only."""
     most = pipe.config.max_rows_per_request
+    config = ConfigDict(extra="forbid")
+    keys = (list[Text | Int64], Field(min_length=1, max_length=most))
+    if pipe.config.is_lm:
+        return create_model("KeysSpec", __config__=config, seed=(Int64, 0), keys=keys)
+    rows, outputs = len(pipe.split.train), pipe.split.train.num_outputs
     row = Annotated[int, Field(ge=0, lt=rows)]
     fields = {
         "classes": (list[Annotated[int, Field(ge=0, lt=max(outputs, 1))]], Field(min_length=1, max_length=outputs)),
         "subclass": (tuple[Int64, Int64], ...),
-        "keys": (list[Text | Int64], Field(min_length=1, max_length=most)),
+        "keys": keys,
         "indices": (list[row], Field(min_length=1, max_length=most)),
         "fraction": (float, Field(gt=0, lt=1, allow_inf_nan=False)),
         "target_range": (tuple[Finite, Finite], ...),
@@ -49,7 +54,6 @@ def spec_model(pipe: Pipeline):
         "series_ids": (list[Int64], Field(min_length=1, max_length=most)),
     }
     assert set(fields) == set(ForgetSpec.model_fields) - {"seed"}, "the service schema must cover every selector"
-    config = ConfigDict(extra="forbid")
     members = [
         Annotated[
             create_model(f"{name.title().replace('_', '')}Spec", __config__=config, seed=(Int64, 0), **{name: f}),
@@ -176,7 +180,7 @@ def create_app(home: str | Path, token: str, max_body: int = MAX_BODY) -> FastAP
     if not token:
         raise ValueError("the service needs a non-empty token")
     pipe = Pipeline(home)
-    _ = pipe.split.train, pipe.ledger  # load data and connect once, before the first request
+    _ = pipe.facts if pipe.config.is_lm else pipe.split.train, pipe.ledger  # load and connect before the first request
     app = FastAPI(
         title="Obliviate deletion service",
         version="1",

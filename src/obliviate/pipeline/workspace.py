@@ -4,7 +4,8 @@ Layout::
 
     HOME/pipeline.json      the PipelineConfig
     HOME/ledger.db          the request ledger (unless ``database`` names another URL)
-    HOME/models/            the model registry (vNNNN.safetensors + .json, SERVING.json)
+    HOME/models/            the model registry (vNNNN.safetensors + .json, SERVING.json;
+                            for a causal LM a directory vNNNN/ in place of the weights file)
     HOME/audit/             log.jsonl + records/<batch>.json|.html
     HOME/process.lock       held while a processor runs
 """
@@ -21,10 +22,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from obliviate.atomic import atomic_write_text
-from obliviate.checkpoint import build_checked
+from obliviate.checkpoint import build_checked, file_sha256
 from obliviate.data import DataSplit, load_data
 from obliviate.forget import ForgetSpec, ForgetSpecError, file_rows
 from obliviate.methods.sisa import train_sisa
+from obliviate.pipeline import lm as causal
 from obliviate.pipeline.audit import AuditLog
 from obliviate.pipeline.config import PipelineConfig
 from obliviate.pipeline.ledger import Ledger, Request
@@ -53,7 +55,7 @@ class Pipeline:
         if not self.config.audit_key_file:
             raise IntegrityError(f"{path} names no audit key (audit_key_file); this home was not made by pipeline init")
         self.signer = Signer.from_file(self.config.audit_key_file)
-        self.registry = ModelRegistry(self.home / "models", self.signer)
+        self.registry = ModelRegistry(self.home / "models", self.signer, lm=self.config.is_lm)
         self.audit = AuditLog(self.home / "audit", self.signer)
 
     @cached_property
@@ -63,6 +65,18 @@ class Pipeline:
     @cached_property
     def split(self) -> DataSplit:
         return _load_split(self.config)
+
+    @cached_property
+    def facts(self) -> list:
+        """A causal-LM pipeline's question/answer facts (``obliviate.llm.QA``), read from its JSONL file."""
+        return causal.read_facts(self.config.dataset.source, self.config.dataset.holdout_keys)
+
+    def requested_rows(self, spec: dict) -> set:
+        """What a stored request forgets: original training-row ids, or a causal LM's keys."""
+        parsed = ForgetSpec.model_validate(spec)
+        if self.config.is_lm:
+            return {str(k) for k in parsed.keys}
+        return set(parsed.resolve(self.split.train).tolist())
 
     def record(self, record: dict) -> dict:
         """Append an audit record and anchor the new head in the ledger; returns the log entry."""
@@ -94,6 +108,8 @@ class Pipeline:
         named = spec.indices if spec.indices is not None else spec.keys
         if named is not None and len(named) > self.config.max_rows_per_request:
             raise RequestError(f"a request may name at most {self.config.max_rows_per_request} rows")
+        if self.config.is_lm:
+            return self._parse_keys(spec)
         try:
             if rows_of_file:
                 spec = file_rows(spec, self.split)
@@ -103,6 +119,17 @@ class Pipeline:
         except (OverflowError, ValueError) as exc:  # numbers beyond 64 bits, say
             raise RequestError(f"invalid spec: {str(exc).splitlines()[0]}") from None
         return spec
+
+    def _parse_keys(self, spec: ForgetSpec) -> ForgetSpec:
+        """A causal LM forgets people by key: any other selector, or a key the model was not
+        trained on (absent from the facts file, or one of the never-seen keys), is refused."""
+        if spec.keys is None:
+            raise RequestError(f"a causal-LM pipeline forgets by key; {spec.describe()} names no keys (use --keys)")
+        try:
+            causal.check_keys(spec.keys, self.facts, self.config.dataset.holdout_keys)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        return ForgetSpec(keys=sorted({str(k) for k in spec.keys}))
 
     def submit(
         self,
@@ -138,19 +165,12 @@ class Pipeline:
             raise FileExistsError(f"{home}: a pipeline already lives here")
         if home.exists() and (not home.is_dir() or any(home.iterdir())):
             raise FileExistsError(f"{home}: exists and is not an empty folder")
-        train = _load_split(config).train
-        if model is not None:
-            _check_fits(model, train)
         key = Path(config.audit_key_file) if config.audit_key_file else default_key_file()
         config = config.model_copy(update={"audit_key_file": str(key.expanduser().resolve())})
-        fresh = build_checked(config.architecture, train.input_shape, train.num_outputs, **config.architecture_kwargs)
-        steps = 0
-        if config.mode == "exact":
-            s = config.sisa
-            model, steps = train_sisa(fresh, train, s.shards, s.slices, config.recipe, s.aggregation, config.seed)
-        elif model is None:
-            model = fresh
-            steps = fit(model, train, config.recipe, device=config.device).steps
+        if config.is_lm:
+            model, data, method, steps = _first_lm(config, model)
+        else:
+            model, data, method, steps = _first_model(config, model)
         home.parent.mkdir(parents=True, exist_ok=True)
         staging = home.parent / f".{home.name}.init-{uuid.uuid4().hex[:8]}"
         made_key = False
@@ -161,9 +181,9 @@ class Pipeline:
             pipe = cls(staging)
             card = {
                 "parent": None,
-                "method": "sisa-train" if config.mode == "exact" else "train",
-                "config": json.loads(config.recipe.model_dump_json()),
-                "data": {"name": config.dataset.name, "fingerprint": train.fingerprint(), "rows": len(train)},
+                "method": method,
+                "config": {} if config.is_lm else json.loads(config.recipe.model_dump_json()),
+                "data": data,
                 "forgotten_rows": [],
                 "batch_id": None,
                 "request_ids": [],
@@ -179,7 +199,7 @@ class Pipeline:
                     "outcome": "promoted",
                     "model_after": version,
                     "sha256_after": pipe.registry.pointer()["sha256"],
-                    "data_fingerprint": train.fingerprint(),
+                    "data_fingerprint": data["fingerprint"],
                 }
             )
             pipe.close()
@@ -192,6 +212,37 @@ class Pipeline:
                 key.unlink(missing_ok=True)
             raise
         return cls(home)
+
+
+def _first_model(config: PipelineConfig, model) -> tuple:
+    """A classifier's first version: ``model`` checked against the data, else trained (SISA in
+    exact mode); returns it with its card's data entry, method name and training steps."""
+    train = _load_split(config).train
+    if model is not None:
+        _check_fits(model, train)
+    fresh = build_checked(config.architecture, train.input_shape, train.num_outputs, **config.architecture_kwargs)
+    steps = 0
+    if config.mode == "exact":
+        s = config.sisa
+        model, steps = train_sisa(fresh, train, s.shards, s.slices, config.recipe, s.aggregation, config.seed)
+    elif model is None:
+        model = fresh
+        steps = fit(model, train, config.recipe, device=config.device).steps
+    data = {"name": config.dataset.name, "fingerprint": train.fingerprint(), "rows": len(train)}
+    return model, data, "sisa-train" if config.mode == "exact" else "train", steps
+
+
+def _first_lm(config: PipelineConfig, model) -> tuple:
+    """A causal LM's first version is the model given (loaded from its directory, which the
+    pipeline never writes to); the facts file is read and checked first."""
+    if not isinstance(model, causal.CausalLM):
+        raise ValueError("a causal-LM pipeline serves a given model: pass its Hugging Face directory")
+    facts = causal.read_facts(config.dataset.source, config.dataset.holdout_keys)
+    trained = [qa for qa in facts if qa.key not in set(config.dataset.holdout_keys)]
+    if not trained:
+        raise ValueError(f"{config.dataset.source}: every key is a never-seen key; nothing was trained on")
+    data = {"name": config.dataset.name, "fingerprint": file_sha256(config.dataset.source), "rows": len(trained)}
+    return model, data, "import", 0
 
 
 def _check_text(name: str, text) -> None:
