@@ -307,6 +307,23 @@ def test_lora_option_returns_a_plain_model_with_merged_weights(task, tok, model)
     )
 
 
+def _largest_step(model, result):
+    after = result.model.state_dict()
+    return max((after[k] - v).abs().max().item() for k, v in model.state_dict().items())
+
+
+def test_warmup_and_gradient_clipping_shape_the_first_step(task, tok, model):
+    # one step (every forget fact in one batch): AdamW's first step moves a weight by lr * sign(grad)
+    # when the gradient is far above eps, so the largest change is the step's learning rate
+    one = {"epochs": 1, "batch_size": len(task.forget), "lr": 1e-3, "kl": 0.0}
+    plain = _largest_step(model, unlearn_lm(model, tok, task, "npo", **one, warmup=0, max_grad_norm=None))
+    warm = _largest_step(model, unlearn_lm(model, tok, task, "npo", **one, warmup=1, max_grad_norm=None))
+    assert plain == pytest.approx(1e-3, rel=1e-3) and warm == pytest.approx(5e-4, rel=1e-3)
+    # a norm far below eps leaves Adam almost nothing to step with
+    clipped = _largest_step(model, unlearn_lm(model, tok, task, "npo", **one, warmup=0, max_grad_norm=1e-12))
+    assert clipped < 1e-5
+
+
 def test_bad_method_or_config_is_a_method_error(task, tok, model):
     with pytest.raises(MethodError, match="unknown LM method"):
         unlearn_lm(model, tok, task, "nope")
