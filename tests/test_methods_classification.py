@@ -209,6 +209,14 @@ def test_label_free_methods_also_serve_regression(method):
     assert torch.isfinite(out).all()
 
 
+def test_scrub_min_steps_cuts_each_min_pass_short(original, class_task):
+    """``min_steps`` (auto's cheap SCRUB) ends each min pass early; the max pass still covers Df."""
+    max_pass = -(-len(class_task.forget) // 64)
+    full = -(-len(class_task.retain) // 64)
+    log = unlearn(original, class_task, "scrub", forget_batch_size=64, min_steps=5).log
+    assert full > 5 and log.steps == max_pass + 5
+
+
 def test_ssd_reports_what_it_dampened_and_warns_when_nothing(original, class_task):
     chosen = unlearn(original, class_task, "ssd").log.details
     assert 0 < chosen["dampened"] < chosen["weights"]

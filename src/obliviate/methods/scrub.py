@@ -47,6 +47,7 @@ class ScrubConfig(MethodConfig):
     gamma: float = Field(0.99, ge=0, description="weight of the task loss in the min step")
     batch_size: int = Field(64, ge=1)
     forget_batch_size: int = Field(32, ge=1)
+    min_steps: int | None = Field(None, ge=1, description="steps of each min pass (None: one epoch over Dr)")
 
 
 @register
@@ -79,10 +80,11 @@ class Scrub(Method):
 
         def min_loss(b: Batch) -> Tensor:
             out = forward(model, b.x)
-            return cfg.alpha * kd(out, b.x) + cfg.gamma * F.cross_entropy(out, b.y)
+            task = cfg.gamma * F.cross_entropy(out, b.y)
+            return task + cfg.alpha * kd(out, b.x) if cfg.alpha else task  # alpha 0: no teacher pass
 
         for epoch in range(cfg.epochs):
             if epoch < cfg.max_epochs:
                 ctx.optimize(model, opt, forget, cfg.forget_batch_size, 1, max_loss, "scrub max")
-            ctx.optimize(model, opt, retain, cfg.batch_size, 1, min_loss, "scrub min")
+            ctx.optimize(model, opt, retain, cfg.batch_size, 1, min_loss, "scrub min", max_steps=cfg.min_steps)
         return model
