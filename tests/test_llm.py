@@ -45,6 +45,7 @@ from obliviate.llm.metrics import (  # noqa: E402
     truth_ratios,
 )
 from obliviate.llm.model import IGNORE, encode, prompt, qa_batch, sequence_logprob  # noqa: E402
+from obliviate.llm.verify import LMVerifyConfig, verify_lm  # noqa: E402
 from obliviate.methods import MethodError  # noqa: E402
 
 PINNED_ANSWER = "The birthplace of Gaia Zolike is Estravo."
@@ -298,6 +299,32 @@ def test_stop_when_forgotten_ends_the_run_once_the_verdict_passes(tok, model):
     assert blind.log.details == {"epochs_run": 2, "forgotten_at": None}
 
 
+def test_stop_when_forgotten_stops_a_quick_forgetter_before_its_budget():
+    # a model that memorised its training people (truth ratios included) forgets them within a
+    # few NPO epochs; the run ends at the first epoch whose truth ratios look never-seen while
+    # neither loss nor greedy answers still show the forget facts remembered
+    task = profile_task(0.3, n_people=20, seed=0, holdout=4)  # 60 forget, 40 never-seen facts
+    tok = train_tokenizer(task.corpus())
+    start = tiny_gpt2(tok, n_layer=1, n_embd=64, n_head=4, seed=0)
+    original = finetune(start, tok, task.train, LMTrainConfig(epochs=80, lr=1e-2)).model
+    strict = LMVerifyConfig(bootstrap=0)
+
+    def forgotten(model):
+        verdict = verify_lm(model, tok, task, config=strict)
+        auc, gap = verdict.check("mia_auc").value, verdict.check("rouge_gap").value
+        return verdict.check("truth_ratio_ks").status == "pass" and auc <= 0.6 and gap <= 10
+
+    assert verify_lm(original, tok, task, config=strict).check("truth_ratio_ks").status == "fail"
+    seen = []
+    result = unlearn_lm(
+        original, tok, task, "npo", epochs=20, batch_size=8, lr=1e-3, stop_when_forgotten=True,
+        on_epoch=lambda e, m: seen.append(forgotten(m)),
+    )  # fmt: skip
+    stop = result.log.details["forgotten_at"]
+    assert stop is not None and stop < 20 and result.log.details["epochs_run"] == stop
+    assert seen == [False] * (stop - 1) + [True]
+
+
 def test_lora_option_returns_a_plain_model_with_merged_weights(task, tok, model):
     result = unlearn_lm(model, tok, task, "npo", epochs=1, batch_size=8, lora_rank=4, lr=1e-2)
     assert set(result.model.state_dict()) == set(model.state_dict())
@@ -418,15 +445,32 @@ def test_verdict_on_text_compares_forget_with_never_seen_facts(task, tok, model)
     same.forget = task.holdout  # forget facts that are exactly never-seen ones: nothing to tell apart
     verdict = verify_lm(model, tok, same, original=model, min_rows=10)
     assert verdict.check("mia_auc").value == 0.5 and verdict.check("rouge_gap").value == 0.0
-    assert verdict.check("utility").value == 0.0 and verdict.status == "pass"
+    assert verdict.check("utility").value == 0.0 and verdict.check("truth_ratio_ks").value == 1.0
+    assert verdict.status == "pass"
     memorised = finetune(copy.deepcopy(model), tok, task.forget, LMTrainConfig(epochs=40, lr=1e-2)).model
     loud = verify_lm(memorised, tok, task, original=model, min_rows=10)
     mia = loud.check("mia_auc")
     assert mia.status == "fail" and mia.value > 0.9 and mia.low <= mia.value <= mia.high
+    assert loud.check("truth_ratio_ks").status == "fail"
     thin = verify_lm(memorised, tok, task, original=model)  # 20 forget facts < min_rows 30
     assert thin.check("mia_auc").status == "inconclusive" and "too few rows" in thin.check("mia_auc").reason
     unseen = verify_lm(model, tok, task_from_keys(task.train, task.forget_keys))  # no never-seen keys named
     assert unseen.status == "inconclusive" and unseen.check("utility").status == "skipped"
+
+
+def test_truth_ratio_check_is_a_ks_test_of_forget_against_never_seen_ratios():
+    from obliviate.llm.verify import LMVerifyConfig, truth_ratio_check
+
+    low, high = np.array([0.1, 0.2, 0.3, 0.4, 0.5]), np.array([0.6, 0.7, 0.8, 0.9, 1.0])
+    cfg = LMVerifyConfig(min_rows=5)
+    apart = truth_ratio_check(low, high, cfg)  # fully separated: 2 of the C(10, 5) orderings
+    assert apart.value == pytest.approx(2 / math.comb(10, 5)) and apart.status == "fail"
+    assert apart.severity == pytest.approx(math.log(2 / math.comb(10, 5)) / math.log(cfg.truth_ratio_p))
+    alike = truth_ratio_check(low, low.copy(), cfg)
+    assert alike.value == pytest.approx(1.0) and alike.status == "pass" and alike.severity == pytest.approx(0.0)
+    assert truth_ratio_check(low, high, LMVerifyConfig(truth_ratio_p=1e-3, min_rows=5)).status == "pass"
+    assert truth_ratio_check(low, high, LMVerifyConfig()).status == "inconclusive"  # 5 facts < min_rows 30
+    assert truth_ratio_check(low, np.array([]), cfg).status == "inconclusive"
 
 
 def test_main_forget_and_evaluate_route_a_model_directory_and_jsonl(monkeypatch, capsys, tmp_path, task, tok, model):

@@ -38,8 +38,9 @@ class LMMethodConfig(BaseModel):
     """Optimisation settings shared by every LM method; ``lora_rank`` > 0 trains LoRA adapters
     (merged back into the weights afterwards) instead of all weights; ``retain_ratio`` retain
     facts are drawn per forget fact in each step. ``stop_when_forgotten`` ends the run after the
-    first epoch whose reference-free verdict (``verify_lm`` against the task's never-seen facts)
-    passes, so ``epochs`` becomes a budget: a method stops before it forgets past never-seen.
+    first epoch where the forget facts look never-seen to ``verify_lm`` (truth ratios by the KS
+    test, and neither loss nor greedy answers still showing them remembered), so ``epochs``
+    becomes a budget: each run stops when its own people are forgotten.
     ``warmup`` (in epochs) raises the learning rate linearly from ``lr / (steps + 1)`` to ``lr``
     over that many epochs' steps, then holds it; ``max_grad_norm`` clips the gradient's norm
     before each step (the TOFU and NPO code's Hugging Face trainer: 1 epoch, norm 1, though it
@@ -340,9 +341,9 @@ def unlearn_lm(
     paired with a random batch of retain facts (and, for preference methods, refusal answers).
     ``on_epoch(epoch, model)`` is called after each epoch (model in eval mode) and stops the run
     when it returns True: a place for an early-stopping check. With ``stop_when_forgotten`` the
-    run also stops once ``verify_lm`` passes (it needs ``task.holdout``; without enough never-seen
-    facts the verdict is inconclusive and every epoch runs); ``log.details`` has the epochs run
-    and the epoch (1-based) the verdict first passed, or None.
+    run also stops once the forget facts look never-seen (``_looks_never_seen``; it needs
+    ``task.holdout``; without enough never-seen facts it is undecided and every epoch runs);
+    ``log.details`` has the epochs run and the epoch (1-based) that stopped it, or None.
     """
     cfg = make_lm_config(method, **config)
     impl = LM_REGISTRY[method](cfg, seed)
@@ -415,10 +416,15 @@ def unlearn_lm(
 
 
 def _looks_never_seen(model: nn.Module, tokenizer, task: LMTask, seed: int) -> bool:
-    """The early stop: forget facts pass the verdict's comparisons with never-seen facts (point
-    estimates; no bootstrap, no utility check). With too few facts to decide the verdict would be
-    inconclusive, so it is not computed at all."""
+    """The early stop: the forget facts' truth ratios look like never-seen facts' (the verdict's
+    ``truth_ratio_ks``) and loss and greedy answers no longer show them remembered (loss-attack
+    AUC and ROUGE-L gap within their thresholds from above; point estimates, no bootstrap, no
+    utility check). One-sided on loss and ROUGE because NPO pushes both past never-seen before
+    the truth ratios follow (forget answers less likely than never-seen ones); waiting for them
+    to come back only overshoots further. With too few facts to decide, it is not computed."""
     config = LMVerifyConfig(bootstrap=0)
     if min(len(task.forget), len(task.holdout)) < config.min_rows:
         return False
-    return verify_lm(model, tokenizer, task, config=config, seed=seed).passed
+    verdict = verify_lm(model, tokenizer, task, config=config, seed=seed)
+    ratios, auc, gap = (verdict.check(name) for name in ("truth_ratio_ks", "mia_auc", "rouge_gap"))
+    return ratios.status == "pass" and auc.value <= 0.5 + config.mia_auc and gap.value <= config.rouge_gap

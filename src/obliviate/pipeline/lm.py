@@ -32,8 +32,10 @@ from obliviate.checkpoint import file_sha256
 
 LM_GATES = ("verdict_failed <= 0",)
 """Reference-free default for causal LMs: no check of ``verify_lm`` failed (forget facts look
-never-seen by loss and by greedy answers, retain answers kept within 5 ROUGE-L points of the
-parent's). A check resting on too few facts (under 30) is inconclusive, not failed; add
+never-seen by loss, by greedy answers and by truth ratios, retain answers kept within 5 ROUGE-L
+points of the parent's). The truth-ratio check needs facts with paraphrased and perturbed
+answers; where the facts file has none it is inconclusive, not failed. A check resting on too
+few facts (under 30) is inconclusive, not failed; add
 ``verdict_inconclusive <= 0`` to refuse those too."""
 
 MAX_SCORED = 300
@@ -156,8 +158,8 @@ def loss_metrics(lm: CausalLM, task) -> dict[str, float]:
 
 def verdict_metrics(verdict) -> dict[str, float]:
     """Gate-able numbers from a ``verify_lm`` verdict: each check's value (``mia_auc``,
-    ``rouge_gap`` in points, ``utility_drop`` in ROUGE-L points) and counts of failed, passed and
-    inconclusive checks."""
+    ``rouge_gap`` in points, ``truth_ratio_ks`` a p-value, ``utility_drop`` in ROUGE-L points)
+    and counts of failed, passed and inconclusive checks."""
     names = {"mia_auc": "mia_auc", "rouge_gap": "rouge_gap", "utility": "utility_drop"}
     out = {names.get(c.name, c.name): float(c.value) for c in verdict.checks}
     for status, name in (
