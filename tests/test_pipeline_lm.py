@@ -80,6 +80,13 @@ def _init(monkeypatch, capsys, home, lm, people, *extra):
     )  # fmt: skip
 
 
+def _submit(monkeypatch, capsys, home, *selector):
+    """``pipeline submit`` against the ``people`` data set."""
+    return run_cli(
+        monkeypatch, capsys, "pipeline", "submit", "--home", home, "--dataset", "people", "--requester", "r", *selector
+    )
+
+
 def _losses(directory, facts) -> np.ndarray:
     model, tokenizer = load_causal_lm(directory)
     return answer_scores(model, tokenizer, facts).loss
@@ -93,10 +100,7 @@ def test_key_request_is_forgotten_gated_promoted_and_checked(tmp_path, monkeypat
     assert code == 0, err + out
     keys = list(people)[:TRAINED]
     forget, keep = keys[0], keys[1:]
-    code, out, err = run_cli(
-        monkeypatch, capsys, "pipeline", "submit", "--home", home, "--dataset", "people", "--requester", "alice",
-        "--keys", forget,
-    )  # fmt: skip
+    code, out, err = _submit(monkeypatch, capsys, home, "--keys", forget)
     assert code == 0, err + out
     code, out, err = run_cli(monkeypatch, capsys, "pipeline", "process", "--home", home)
     assert code == 0 and "promoted v0002" in out, err + out
@@ -149,10 +153,7 @@ def test_unknown_or_unseen_keys_and_other_selectors_are_refused(tmp_path, monkey
         (["--keys", never_seen], f"never-seen keys (the model was not trained on them): {never_seen}"),
         (["--indices", "3"], "a causal-LM pipeline forgets by key"),
     ):
-        code, out, err = run_cli(
-            monkeypatch, capsys, "pipeline", "submit", "--home", home, "--dataset", "people", "--requester", "bob",
-            *selector,
-        )  # fmt: skip
+        code, out, err = _submit(monkeypatch, capsys, home, *selector)
         assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err + out
     pipe = Pipeline(home)
     assert pipe.ledger.list() == [] and sorted(p.name for p in (home / "models").iterdir()) == snapshot
@@ -166,10 +167,7 @@ def test_a_failed_gate_keeps_the_old_version_serving(tmp_path, monkeypatch, caps
     )
     assert code == 0, err + out
     key = list(people)[1]
-    code, out, err = run_cli(
-        monkeypatch, capsys, "pipeline", "submit", "--home", home, "--dataset", "people", "--requester", "c",
-        "--keys", key,
-    )  # fmt: skip
+    code, out, err = _submit(monkeypatch, capsys, home, "--keys", key)
     assert code == 0, err + out
     code, out, err = run_cli(monkeypatch, capsys, "pipeline", "process", "--home", home)
     assert code == 0 and "rejected" in out and "verdict_failed" in out, err + out
@@ -190,10 +188,7 @@ def test_a_batch_of_three_people_gets_a_decided_verdict(tmp_path, monkeypatch, c
     code, out, err = _init(monkeypatch, capsys, home, lm, people, *NPO)
     assert code == 0, err + out
     for key in list(people)[:3]:
-        code, out, err = run_cli(
-            monkeypatch, capsys, "pipeline", "submit", "--home", home, "--dataset", "people", "--requester", "e",
-            "--keys", key,
-        )  # fmt: skip
+        code, out, err = _submit(monkeypatch, capsys, home, "--keys", key)
         assert code == 0, err + out
     code, out, err = run_cli(monkeypatch, capsys, "pipeline", "process", "--home", home)
     assert code == 0 and "3 requests rejected" in out, err + out
