@@ -38,6 +38,10 @@ class BadTeacherConfig(MethodConfig):
     over-forgotten at 1 epoch and 1e-3 (MNIST-5k random 10%: MIA 46% against 60%), so those
     scenarios keep the paper's epoch and share."""
 
+    scenario_defaults = {
+        "class": {"epochs": 2, "lr": 2e-3, "retain_fraction": 0.15},
+        "*": {"epochs": 1, "lr": 1e-3, "retain_fraction": 0.3},
+    }
     epochs: int | None = Field(None, ge=1, description="None: 2 for whole classes, else 1")
     lr: float | None = Field(None, gt=0, description="None: 2e-3 for whole classes, else 1e-3")
     temperature: float = Field(1.0, gt=0)
@@ -65,24 +69,21 @@ class BadTeacher(Method):
         cfg = self.config
         competent = frozen(model)
         incompetent = frozen(fresh_copy(model, seed=ctx.seed))
-        whole_class = data.scenario == "class"
         retain = data.retain
-        share = cfg.retain_fraction or (0.15 if whole_class else 0.3)
-        keep = torch.randperm(len(retain), generator=ctx.generator)[: max(1, round(share * len(retain)))]
+        keep = torch.randperm(len(retain), generator=ctx.generator)[: max(1, round(cfg.retain_fraction * len(retain)))]
         mixture = concat([data.forget, retain.subset(keep)])
         is_forget = torch.zeros(len(mixture), dtype=torch.bool)
         is_forget[: len(data.forget)] = True
         targets = torch.where(is_forget[:, None], predict(incompetent, mixture), predict(competent, mixture))
         targets = targets.to(ctx.device)
 
-        lr = cfg.lr or (2e-3 if whole_class else 1e-3)
-        opt = make_optimizer(model.parameters(), "adam", lr)
+        opt = make_optimizer(model.parameters(), "adam", cfg.lr)
         ctx.optimize(
             model,
             opt,
             mixture,
             cfg.batch_size,
-            cfg.epochs or (2 if whole_class else 1),
+            cfg.epochs,
             lambda b: kl_to_teacher(forward(model, b.x), targets[b.index], cfg.temperature),
             "bad teacher",
         )

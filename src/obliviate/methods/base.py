@@ -29,9 +29,19 @@ class MethodError(ValueError):
 
 
 class MethodConfig(BaseModel):
-    """Base for method configs: unknown keys are errors, not silently ignored."""
+    """Base for method configs: unknown keys are errors, not silently ignored.
+
+    ``scenario_defaults`` holds settings that depend on the kind of forgetting: a field left at
+    None takes the value listed for the task's scenario (or under ``"*"`` for any other) before
+    the method runs, so the run log records the values used."""
 
     model_config = ConfigDict(extra="forbid")
+    scenario_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def for_scenario(self, scenario: str) -> MethodConfig:
+        """This config with its None fields filled from ``scenario_defaults``."""
+        table = self.scenario_defaults.get(scenario, self.scenario_defaults.get("*", {}))
+        return self.model_copy(update={k: v for k, v in table.items() if getattr(self, k) is None})
 
 
 @dataclass
@@ -255,7 +265,7 @@ def unlearn(
 
         return auto_unlearn(model, task, seed=seed, device=device, progress=progress, **config)
     cls = get_method(method)
-    cfg = make_config(method, **config)
+    cfg = make_config(method, **config).for_scenario(task.spec.scenario)
     cls.check(task)
     cls.check_model(model, task)
     device = torch.device(device) if device is not None else model_device(model)

@@ -44,6 +44,10 @@ class SalunConfig(MethodConfig):
       at ratio 1, 1.78 at 3 and 2.21 at 9 (all of Dr per epoch); 3 costs four times the
       forget-sized steps and stays far cheaper than a pass over Dr."""
 
+    scenario_defaults = {
+        "class": {"mask_fraction": 0.4, "epochs": 4, "retain_weight": 2.0},
+        "*": {"mask_fraction": 0.5, "epochs": 1, "retain_weight": 1.0},
+    }
     mask_fraction: float | None = Field(
         None,
         gt=0,
@@ -82,10 +86,9 @@ class Salun(Method):
 
     def run(self, model: nn.Module, data: TaskView, ctx: RunContext) -> nn.Module:
         cfg = self.config
-        whole_class = data.scenario == "class"
         forget = data.forget
         grads = gradient_statistics(model, forget, F.cross_entropy, squared=False, device=ctx.device)
-        masks = saliency_masks(grads, cfg.mask_fraction or (0.4 if whole_class else 0.5))
+        masks = saliency_masks(grads, cfg.mask_fraction)
         params = dict(model.named_parameters())
         handles = [params[name].register_hook(lambda g, m=mask: g * m) for name, mask in masks.items()]
         try:
@@ -94,11 +97,11 @@ class Salun(Method):
                 forget,
                 data.retain,
                 ctx,
-                epochs=cfg.epochs or (4 if whole_class else 1),
+                epochs=cfg.epochs,
                 lr=cfg.lr,
                 batch_size=cfg.batch_size,
                 optimizer=cfg.optimizer,
-                retain_weight=cfg.retain_weight if cfg.retain_weight is not None else (2.0 if whole_class else 1.0),
+                retain_weight=cfg.retain_weight,
                 retain_ratio=cfg.retain_ratio,
                 description="salun",
             )
