@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from collections import Counter, defaultdict
 
 import torch
-from classification import COLUMNS, RECIPES, _cell, scenario_task, summarize
+from classification import COLUMNS, RECIPES, print_rows, scenario_task, summarize
 
 from obliviate import UnlearningTask, build_model, evaluate, fit, unlearn
 from obliviate.auto import AutoError
@@ -86,28 +85,7 @@ def run_training_seed(task, original, recipe, unlearn_seeds: list[int], budget: 
 
 
 def print_table(scenario: str, per_seed: list[dict], privacy: bool) -> None:
-    by_model: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for result in per_seed:
-        for name, values in result.items():
-            for key, value in values.items():
-                by_model[name][key].append(value)
-    ref = by_model["retrain"]
-    header = ["model", *(f"{c} (retrain)" for c in COLUMNS), "avg gap"]
-    header += ["F", "U-LiRA AUC"] if privacy else []
-    header += ["seconds", "speed-up wall", "speed-up CPU", "auto passed", "verdict passed"]
-    print(f"\n## {scenario} forgetting ({len(per_seed)} training seed(s); mean±sd over training seeds)")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for name in ("original", "retrain", "auto"):
-        vals = by_model[name]
-        cells = [f"{_cell(vals[c])} ({statistics.fmean(ref[c]):.1f})" for c in COLUMNS]
-        cells.append(_cell(vals["avg_gap"], 2))
-        if privacy:
-            cells += [_cell(vals["f"], 3), _cell(vals["ulira_auc"], 3)]
-        cells.append(_cell(vals["s"], 2) if name != "original" else "-")
-        cells += [_cell(vals[k]) + "x" if name == "auto" else "-" for k in ("speedup", "cpu_speedup")]
-        cells += [_cell(vals[k], 2) if name == "auto" else "-" for k in ("passed", "verdict")]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    by_model = print_rows(scenario, per_seed, privacy, {"auto passed": "passed", "verdict passed": "verdict"})
     chosen = Counter(c for seed in by_model["auto"]["chose"] for c in seed)
     print(f"\nauto chose: {', '.join(f'{m} x{n}' for m, n in chosen.most_common())}")
 

@@ -176,16 +176,21 @@ def _cell(values: list[float | None], digits: int = 1) -> str:
     return f"{statistics.fmean(values):.{digits}f}±{sd:.{digits}f}"
 
 
-def print_table(scenario: str, per_seed: list[dict[str, dict]], privacy: bool, runs: int) -> None:
+def print_rows(
+    scenario: str, per_seed: list[dict[str, dict]], privacy: bool, extra: dict[str, str] | None = None
+) -> dict[str, dict[str, list]]:
+    """The table's header and one row per model (original, retrain, then the methods); ``extra``
+    maps more column titles to keys shown for the methods. Returns the values by model."""
     by_method: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for result in per_seed:
         for name, values in result.items():
             for key, value in values.items():
                 by_method[name][key].append(value)
     ref = by_method["retrain"]
+    extra = extra or {}
     header = ["method", *(f"{c} (retrain)" for c in COLUMNS), "avg gap"]
     header += ["F", "U-LiRA AUC"] if privacy else []
-    header += ["seconds", "speed-up wall", "speed-up CPU"]
+    header += ["seconds", "speed-up wall", "speed-up CPU", *extra]
     print(f"\n## {scenario} forgetting ({len(per_seed)} training seed(s); mean±sd over training seeds)")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -196,10 +201,17 @@ def print_table(scenario: str, per_seed: list[dict[str, dict]], privacy: bool, r
         cells.append(_cell(vals["avg_gap"], 2))
         if privacy:
             cells += [_cell(vals["f"], 3), _cell(vals["ulira_auc"], 3)]
-        timed = name != "original"
-        cells.append(_cell(vals["s"], 2) if timed else "-")
-        cells += [_cell(vals[k]) + "x" if timed and name != "retrain" else "-" for k in ("speedup", "cpu_speedup")]
+        is_method = name not in ("original", "retrain")
+        cells.append(_cell(vals["s"], 2) if name != "original" else "-")
+        cells += [_cell(vals[k]) + "x" if is_method else "-" for k in ("speedup", "cpu_speedup")]
+        cells += [_cell(vals[k], 2) if is_method else "-" for k in extra.values()]
         print(f"| {name} | " + " | ".join(cells) + " |")
+    return by_method
+
+
+def print_table(scenario: str, per_seed: list[dict[str, dict]], privacy: bool, runs: int) -> None:
+    by_method = print_rows(scenario, per_seed, privacy)
+    ref = by_method["retrain"]
     if privacy:
         print(
             f"\nF and U-LiRA from N = {runs} models per side (F's epsilon ceiling ln(N-1) = {math.log(runs - 1):.2f}); "

@@ -341,16 +341,15 @@ def utility_drop_check(now: np.ndarray, before: np.ndarray, what: str, cfg: Veri
     def drop(i):
         return before[i].mean(-1) - now[i].mean(-1)
 
-    value = float(before.mean() - now.mean()) if len(now) else float("nan")
-    return _judge(
-        "utility",
-        value,
-        _interval(drop, (now,), cfg, seed),
-        max(value, 0.0) / cfg.utility_drop,
-        f"drop <= {cfg.utility_drop:g} points",
-        what,
-        len(now) >= cfg.min_rows,
-    )
+    return _paired_utility(drop, now, cfg.utility_drop, f"drop <= {cfg.utility_drop:g} points", what, cfg, seed)
+
+
+def _paired_utility(stat, now: np.ndarray, bound: float, rule: str, what: str, cfg: VerifyConfig, seed: int) -> Check:
+    """The utility check from ``stat(rows)``, a loss of utility over the given rows paired with
+    the original's (bootstrapped over rows): passes when it is at most ``bound``."""
+    value = float(stat(np.arange(len(now)))) if len(now) else float("nan")
+    interval = _interval(stat, (now,), cfg, seed)
+    return _judge("utility", value, interval, max(value, 0.0) / bound, rule, what, len(now) >= cfg.min_rows)
 
 
 def _utility(
@@ -371,16 +370,10 @@ def _utility(
     def increase(i):
         return (now[i].mean(-1) / before[i].mean(-1) - 1) * 100
 
-    value = float(increase(np.arange(len(y)))) if len(y) else float("nan")
-    return _judge(
-        "utility",
-        value,
-        _interval(increase, (now,), cfg, seed),
-        max(value, 0.0) / cfg.utility_error_increase,
-        f"error increase <= {cfg.utility_error_increase:g}%",
-        f"retained held-out error {value:+.1f}% against the original",
-        len(y) >= cfg.min_rows,
-    )
+    rule = f"error increase <= {cfg.utility_error_increase:g}%"
+    change = float(increase(np.arange(len(y)))) if len(y) else math.nan
+    what = f"retained held-out error {change:+.1f}% against the original"
+    return _paired_utility(increase, now, cfg.utility_error_increase, rule, what, cfg, seed)
 
 
 def verify(
