@@ -96,3 +96,18 @@ def test_bad_requests_fail_clearly(digits_model, class3_task, digits_split):
 def test_divergence_is_reported_not_saved(digits_model, class3_task):
     with pytest.raises(FloatingPointError):
         unlearn(digits_model, class3_task, "gradient_ascent", lr=1e6, stop_accuracy=None, epochs=50)
+
+
+def test_scenario_defaults_are_resolved_and_logged(digits_model, class3_task, digits_split):
+    """Settings left at None take the scenario's values before the run, and the log records them;
+    a value the user gives is kept."""
+    whole = unlearn(digits_model, class3_task, "bad_teacher")
+    assert {k: whole.log.config[k] for k in ("epochs", "lr", "retain_fraction")} == {
+        "epochs": 2, "lr": 2e-3, "retain_fraction": 0.15,
+    }  # fmt: skip
+    rows = UnlearningTask.build(digits_split, ForgetSpec(fraction=0.05, seed=0))
+    some = unlearn(digits_model, rows, "bad_teacher", lr=5e-4)
+    assert {k: some.log.config[k] for k in ("epochs", "lr", "retain_fraction")} == {
+        "epochs": 1, "lr": 5e-4, "retain_fraction": 0.3,
+    }  # fmt: skip
+    assert whole.log.steps > some.log.steps
