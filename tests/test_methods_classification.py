@@ -20,6 +20,8 @@ import torch
 from typer.testing import CliRunner
 
 from obliviate import DataAccessError, ForgetSpec, TrainConfig, UnlearningTask, build_model, fit, load_data, unlearn
+from obliviate.adapter import predict
+from obliviate.blocks.relabel import nearest_wrong_labels
 from obliviate.checkpoint import save_model
 from obliviate.cli import app
 from obliviate.data import DataSplit
@@ -250,3 +252,17 @@ def test_unsir_noise_stays_in_the_range_of_real_inputs(original, class_task):
     assert kept.min() >= 0 and kept.max() <= 1
     details = unlearn(original, class_task, "unsir").log.details
     assert details["retain_rows"] == len(class_task.retain)  # all retained rows by default
+
+
+def test_salun_sends_a_forgotten_class_to_its_nearest_class(original, class_task, random_task):
+    """On a whole class SalUn labels each forget row with the original's most likely other class,
+    so the rows end confidently on the classes they resemble (as under retraining); the paper's
+    redrawn uniform labels (kept for random rows) leave them flat over the other classes."""
+    nearest = nearest_wrong_labels(original, class_task.forget)
+    assert not (nearest == class_task.forget.y).any()
+    runs = {rule: unlearn(original, class_task, "salun", seed=0, wrong_labels=rule) for rule in (None, "random")}
+    assert runs[None].log.config["wrong_labels"] == "nearest"
+    probs = {rule: predict(r.model, class_task.forget).softmax(1) for rule, r in runs.items()}
+    assert (probs[None].argmax(1) == nearest).float().mean() >= 0.7  # measured 0.86; random labels 0.38
+    assert probs[None].max(1).values.mean() > probs["random"].max(1).values.mean() + 0.15  # 0.65 against 0.40
+    assert unlearn(original, random_task, "salun", seed=0, epochs=1).log.config["wrong_labels"] == "random"
