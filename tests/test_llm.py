@@ -36,7 +36,7 @@ from obliviate.llm import (  # noqa: E402
     train_tokenizer,
     unlearn_lm,
 )
-from obliviate.llm.methods import LM_REGISTRY, Batches, make_lm_config, npo_loss, retain_kl  # noqa: E402
+from obliviate.llm.methods import LM_REGISTRY, Batches, lr_factor, make_lm_config, npo_loss, retain_kl  # noqa: E402
 from obliviate.llm.metrics import (  # noqa: E402
     answer_scores,
     forget_quality,
@@ -349,6 +349,28 @@ def test_warmup_and_gradient_clipping_shape_the_first_step(task, tok, model):
     # a norm far below eps leaves Adam almost nothing to step with
     clipped = _largest_step(model, unlearn_lm(model, tok, task, "npo", **one, warmup=0, max_grad_norm=1e-12))
     assert clipped < 1e-5
+
+
+def test_linear_schedule_decays_after_warmup_and_constant_holds():
+    # 2 warm-up steps of 10: 1/3, 2/3, then 1 at step 2 down to 1/8 at the last step (0 one step later)
+    linear, constant = lr_factor(2, 10, "linear"), lr_factor(2, 10, "constant")
+    assert [linear(s) for s in (0, 1, 2, 5, 9)] == pytest.approx([1 / 3, 2 / 3, 1.0, 5 / 8, 1 / 8])
+    assert [constant(s) for s in (0, 1, 2, 9)] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0])
+    assert lr_factor(0, 4, "linear")(0) == 1.0 and lr_factor(0, 4, "linear")(3) == 0.25
+    with pytest.raises(MethodError, match="schedule"):
+        make_lm_config("npo", schedule="cosine")
+
+
+def test_linear_schedule_halves_the_second_of_two_steps(task, tok, model):
+    # both runs take the same first step; Adam's second step scales with the rate, which the
+    # linear schedule halves at the second of two steps
+    one = {"batch_size": len(task.forget), "kl": 0.0, "warmup": 0, "max_grad_norm": None}
+    first = unlearn_lm(model, tok, task, "npo", epochs=1, **one).model.state_dict()
+    held = unlearn_lm(model, tok, task, "npo", epochs=2, **one).model.state_dict()
+    decayed = unlearn_lm(model, tok, task, "npo", epochs=2, schedule="linear", **one).model.state_dict()
+    for name, w in first.items():
+        torch.testing.assert_close(decayed[name] - w, (held[name] - w) / 2, rtol=1e-3, atol=1e-7)
+    assert max((held[k] - w).abs().max().item() for k, w in first.items()) > 1e-5
 
 
 def test_bad_method_or_config_is_a_method_error(task, tok, model):

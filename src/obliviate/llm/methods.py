@@ -16,7 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,9 +42,10 @@ class LMMethodConfig(BaseModel):
     test, and neither loss nor greedy answers still showing them remembered), so ``epochs``
     becomes a budget: each run stops when its own people are forgotten.
     ``warmup`` (in epochs) raises the learning rate linearly from ``lr / (steps + 1)`` to ``lr``
-    over that many epochs' steps, then holds it; ``max_grad_norm`` clips the gradient's norm
-    before each step (the TOFU and NPO code's Hugging Face trainer: 1 epoch, norm 1, though it
-    then decays the rate linearly)."""
+    over that many epochs' steps; ``schedule`` then holds it (``constant``) or lowers it linearly
+    to 0 at the end of the last epoch (``linear``: the TOFU and NPO code's Hugging Face trainer,
+    1 epoch of warm-up); ``max_grad_norm`` clips the gradient's norm before each step (that
+    trainer: norm 1). An early stop leaves the rest of the decay unused."""
 
     model_config = ConfigDict(extra="forbid")
     epochs: int = Field(5, ge=1)
@@ -54,6 +55,7 @@ class LMMethodConfig(BaseModel):
     retain_ratio: int = Field(1, ge=1)
     stop_when_forgotten: bool = False
     warmup: float = Field(0.0, ge=0)
+    schedule: Literal["constant", "linear"] = "constant"
     max_grad_norm: float | None = Field(None, gt=0)
 
 
@@ -315,6 +317,22 @@ class LMUnlearningResult:
     log: RunLog
 
 
+def lr_factor(warmup_steps: int, total_steps: int, schedule: str) -> Callable[[int], float]:
+    """The learning rate's multiplier at each step (0-based): ``(step + 1) / (warmup_steps + 1)``
+    during warm-up, then 1 (``constant``) or a straight line from 1 at the end of warm-up down to
+    ``1 / (total_steps - warmup_steps)`` at the last step (``linear``: it would reach 0 one step
+    later, as the Hugging Face schedule)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        if schedule == "constant":
+            return 1.0
+        return (total_steps - step) / (total_steps - warmup_steps)
+
+    return factor
+
+
 def _with_lora(model: nn.Module, rank: int) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
@@ -362,8 +380,10 @@ def unlearn_lm(
         student = _with_lora(student, cfg.lora_rank)
     params = impl.trainable(student)
     optimizer = make_optimizer(params, "adamw", cfg.lr)
-    warmup_steps = round(cfg.warmup * math.ceil(len(task.forget) / cfg.batch_size))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup_steps + 1)))
+    per_epoch = math.ceil(len(task.forget) / cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_factor(round(cfg.warmup * per_epoch), cfg.epochs * per_epoch, cfg.schedule)
+    )
     pad = tokenizer.pad_token_id
     forget = [encode(tokenizer, qa.question, qa.answer) for qa in task.forget]
     retain_rows: list[QA] = task.retain
