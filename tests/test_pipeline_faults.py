@@ -13,7 +13,7 @@ import signal
 import time
 
 import pytest
-from pipeline_helpers import DB_KINDS, check_consistency, db_url, new_pipeline
+from pipeline_helpers import DB_KINDS, check_consistency, db_url, lm_people, new_lm_pipeline, new_pipeline
 
 from obliviate.pipeline import Pipeline, process, recover
 from obliviate.pipeline.processor import processing_lock
@@ -85,6 +85,21 @@ class _Killed(BaseException):
     """Stands in for SIGKILL at one exact point (BaseException: no handler in the code catches it)."""
 
 
+KINDS = ["classifier", "causal_lm"]
+PASS = {"classifier": "forget_acc <= 100", "causal_lm": "forget_loss >= 0"}
+FAIL = {"classifier": "forget_acc <= 0", "causal_lm": "forget_loss <= 0"}
+
+
+def _pipeline(kind: str, home, request, gate: str) -> tuple[Pipeline, object]:
+    """A pipeline of ``kind`` gated by ``gate`` and its one waiting request: two digits rows, or one person."""
+    if kind == "classifier":
+        pipe = new_pipeline(home, gates=[gate])
+        return pipe, pipe.submit("digits", {"indices": [4, 5]}, "gina")[0]
+    pipe = new_lm_pipeline(home, request.getfixturevalue("tiny_lm"), gates=[gate])
+    return pipe, pipe.submit("people", {"keys": [list(lm_people())[1]]}, "gina")[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(
     ("target", "expect"),
     [
@@ -93,9 +108,9 @@ class _Killed(BaseException):
         ("ledger.move_done", "rolled_forward"),  # promoted and audited, ledger not yet done
     ],
 )
-def test_crash_at_each_commit_step_is_repaired(tmp_path, monkeypatch, target, expect):
-    pipe = new_pipeline(tmp_path / "home", gates=["forget_acc <= 100"])
-    req, _ = pipe.submit("digits", {"indices": [4, 5]}, "gina")
+def test_crash_at_each_commit_step_is_repaired(tmp_path, monkeypatch, request, kind, target, expect):
+    pipe, req = _pipeline(kind, tmp_path / "home", request, PASS[kind])
+    serving = pipe.registry.sha256("v0001")
     holder, name = target.split(".")
     obj = getattr(pipe, holder)
     original = getattr(obj, "move" if name == "move_done" else name)
@@ -116,16 +131,18 @@ def test_crash_at_each_commit_step_is_repaired(tmp_path, monkeypatch, target, ex
     assert len(repaired[expect]) == 1
     if expect == "rolled_back":
         assert repaired["discarded_versions"] == ["v0002"] and pipe.ledger.get(req.id).state == "received"
+        assert not pipe.registry.path("v0002").exists() and pipe.registry.sha256("v0001") == serving
         process(pipe)
     assert pipe.ledger.get(req.id).state == "done" and pipe.ledger.get(req.id).model_version == "v0002"
+    assert not list(pipe.registry.root.glob(".*.tmp")), "a torn temporary file or directory was left"
     check_consistency(pipe)
 
 
-def test_crash_after_a_rejection_is_recorded_closes_the_batch_once(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", KINDS)
+def test_crash_after_a_rejection_is_recorded_closes_the_batch_once(tmp_path, monkeypatch, request, kind):
     """Killed between the audit record of a rejected batch and the ledger update: recovery closes
     the batch as failed from the record (no second record), and removes torn temporary files."""
-    pipe = new_pipeline(tmp_path / "home", gates=["forget_acc <= 0"])
-    req, _ = pipe.submit("digits", {"indices": [4, 5]}, "hal")
+    pipe, req = _pipeline(kind, tmp_path / "home", request, FAIL[kind])
     original = pipe.ledger.move
 
     def crash(batch, source, target, **values):
@@ -146,9 +163,9 @@ def test_crash_after_a_rejection_is_recorded_closes_the_batch_once(tmp_path, mon
         repaired = recover(pipe)
     assert len(repaired["closed_as_failed"]) == 1 and not repaired["rolled_back"]
     failed = pipe.ledger.get(req.id)
-    assert failed.state == "failed" and "forget_acc <= 0" in failed.fail_reason
+    assert failed.state == "failed" and FAIL[kind] in failed.fail_reason
     records = [e["record"] for e in pipe.audit.entries() if req.id in e["record"].get("request_ids", [])]
     assert [r["outcome"] for r in records] == ["rejected"]
     assert not any(p.exists() for p in leftovers)
-    assert process(pipe) == []
+    assert process(pipe) == [] and pipe.registry.versions() == ["v0001"]
     check_consistency(pipe)
