@@ -120,6 +120,17 @@ def build_tiny_lm(root: Path) -> tuple[Path, Path]:
     return save_causal_lm(root / "model", model, tokenizer), facts
 
 
+KINDS = ["classifier", "causal_lm"]
+
+
+def pipeline_of(kind: str, home: Path, request: pytest.FixtureRequest, **over) -> tuple[Pipeline, str]:
+    """A new pipeline of ``kind`` (the digits MLP, or the ``tiny_lm`` fixture's model, asked of
+    ``request``) and the name its requests give the data set."""
+    if kind == "classifier":
+        return new_pipeline(home, **over), "digits"
+    return new_lm_pipeline(home, request.getfixturevalue("tiny_lm"), **over), "people"
+
+
 def new_lm_pipeline(home: Path, lm: tuple[Path, Path], **over) -> Pipeline:
     """A causal-LM pipeline serving the tiny GPT-2 of ``build_tiny_lm`` (``lm``: its directory and facts file)."""
     from obliviate.pipeline.lm import load_version

@@ -13,7 +13,7 @@ import signal
 import time
 
 import pytest
-from pipeline_helpers import DB_KINDS, check_consistency, db_url, lm_people, new_lm_pipeline, new_pipeline
+from pipeline_helpers import DB_KINDS, KINDS, check_consistency, db_url, lm_people, pipeline_of
 
 from obliviate.pipeline import Pipeline, process, recover
 from obliviate.pipeline.processor import processing_lock
@@ -40,8 +40,8 @@ def _sigkill_setup(kind: str, home, url: str, request) -> tuple:
     specs, and the kills: trials, the window they land in (in child runs), the least landing mid-batch."""
     if kind == "classifier":
         # Gates that pass and fail both occur: class batches are gated on forgetting the class.
-        pipe = new_pipeline(home, gates=["random: forget_acc <= 100", "class: forget_acc <= 50"], batch_size=3,
-                            database=url)  # fmt: skip
+        gates = ["random: forget_acc <= 100", "class: forget_acc <= 50"]
+        pipe, _ = pipeline_of(kind, home, request, gates=gates, batch_size=3, database=url)
         pipe.submit("digits", {"indices": [0, 1, 2]}, "warmup")
 
         def draw(rng):
@@ -52,7 +52,7 @@ def _sigkill_setup(kind: str, home, url: str, request) -> tuple:
     # A batch of one or two people has too few facts for the verdict to decide (promoted if utility
     # holds); three or more people are decided, and on this model refused: both outcomes occur.
     keys = list(lm_people())[:5]
-    pipe = new_lm_pipeline(home, request.getfixturevalue("tiny_lm"), batch_size=3, database=url)
+    pipe, _ = pipeline_of(kind, home, request, batch_size=3, database=url)
     pipe.submit("people", {"keys": keys[:1]}, "warmup")
     return pipe, "people", lambda rng: {"keys": rng.sample(keys, rng.randint(1, 2))}, (LM_TRIALS, (0.1, 1.1), 1)
 
@@ -102,18 +102,15 @@ class _Killed(BaseException):
     """Stands in for SIGKILL at one exact point (BaseException: no handler in the code catches it)."""
 
 
-KINDS = ["classifier", "causal_lm"]
 PASS = {"classifier": "forget_acc <= 100", "causal_lm": "forget_loss >= 0"}
 FAIL = {"classifier": "forget_acc <= 0", "causal_lm": "forget_loss <= 0"}
 
 
 def _pipeline(kind: str, home, request, gate: str) -> tuple[Pipeline, object]:
     """A pipeline of ``kind`` gated by ``gate`` and its one waiting request: two digits rows, or one person."""
-    if kind == "classifier":
-        pipe = new_pipeline(home, gates=[gate])
-        return pipe, pipe.submit("digits", {"indices": [4, 5]}, "gina")[0]
-    pipe = new_lm_pipeline(home, request.getfixturevalue("tiny_lm"), gates=[gate])
-    return pipe, pipe.submit("people", {"keys": [list(lm_people())[1]]}, "gina")[0]
+    pipe, dataset = pipeline_of(kind, home, request, gates=[gate])
+    spec = {"indices": [4, 5]} if kind == "classifier" else {"keys": [list(lm_people())[1]]}
+    return pipe, pipe.submit(dataset, spec, "gina")[0]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pipeline_helpers import (
     DB_KINDS,
+    KINDS,
     PERMISSIVE,
     RECIPE,
     check_consistency,
@@ -282,7 +283,7 @@ def _files(home) -> dict:
     }
 
 
-@pytest.mark.parametrize("kind", ["classifier", "causal_lm"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_changed_data_file_refuses_processing_until_restored(tmp_path, monkeypatch, capsys, request, kind):
     """One byte of a trained row changed since init: ``process`` refuses with one line (exit 2), the
     request stays waiting and nothing is written; ``check`` reports it; the restored file processes."""

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import lm_people, new_lm_pipeline, new_pipeline
+from pipeline_helpers import KINDS, lm_people, pipeline_of
 
 from obliviate.cli import main
 from obliviate.pipeline import Pipeline, process
@@ -27,7 +27,6 @@ from obliviate.pipeline.integrity import check, verify_serving
 from obliviate.pipeline.signing import Signer, canonical
 
 GATES = ["random: forget_acc <= 100", "class: forget_acc <= 0"]
-KINDS = ["classifier", "causal_lm"]
 
 
 # (requester, spec) of the story; carol's batch is refused by the gates, dave's asks again for alice's rows
@@ -44,11 +43,8 @@ STORY = {
 }  # fmt: skip
 
 
-def _build(home: Path, kind: str, lm) -> dict:
-    if kind == "classifier":
-        pipe, dataset = new_pipeline(home, gates=GATES), "digits"
-    else:
-        pipe, dataset = new_lm_pipeline(home, lm), "people"
+def _build(home: Path, kind: str, request) -> dict:
+    pipe, dataset = pipeline_of(kind, home, request, **({"gates": GATES} if kind == "classifier" else {}))
     saved = {"home": home, "kind": kind}
     served = pipe.config
     for (requester, spec), outcome in zip(STORY[kind], ["promoted", "promoted", "rejected", "noop"], strict=False):
@@ -76,8 +72,7 @@ def homes() -> dict:
 def base(request, homes, tmp_path_factory) -> dict:
     kind = request.param
     if kind not in homes:
-        lm = request.getfixturevalue("tiny_lm") if kind == "causal_lm" else None
-        homes[kind] = _build(tmp_path_factory.mktemp("tamper") / "home", kind, lm)
+        homes[kind] = _build(tmp_path_factory.mktemp("tamper") / "home", kind, request)
     return homes[kind]
 
 
