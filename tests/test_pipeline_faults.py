@@ -183,3 +183,29 @@ def test_crash_after_a_rejection_is_recorded_closes_the_batch_once(tmp_path, mon
     assert not any(p.exists() for p in leftovers)
     assert process(pipe) == [] and pipe.registry.versions() == ["v0001"]
     check_consistency(pipe)
+
+
+def test_crash_between_a_version_directory_and_its_card_is_rolled_back(tmp_path, monkeypatch, request):
+    """A causal LM's version directory is renamed into place before its card is written: killed in
+    between, recovery deletes the card-less directory and the request is served again, once."""
+    from obliviate.pipeline import registry
+
+    pipe, req = _pipeline("causal_lm", tmp_path / "home", request, PASS["causal_lm"])
+
+    def crash(path, text):
+        raise _Killed
+
+    monkeypatch.setattr(registry, "atomic_write_text", crash)
+    with pytest.raises(_Killed):
+        process(pipe)
+    monkeypatch.undo()
+    assert pipe.registry.path("v0002").is_dir() and not (pipe.registry.root / "v0002.json").exists()
+    pipe.close()
+    pipe = Pipeline(tmp_path / "home")
+    with processing_lock(pipe.home):
+        repaired = recover(pipe)
+    assert repaired["discarded_versions"] == ["v0002"] and len(repaired["rolled_back"]) == 1
+    assert not pipe.registry.path("v0002").exists() and pipe.ledger.get(req.id).state == "received"
+    [outcome] = process(pipe)
+    assert outcome.outcome == "promoted" and outcome.version == "v0002" and pipe.ledger.get(req.id).state == "done"
+    check_consistency(pipe)
