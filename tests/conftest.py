@@ -37,3 +37,12 @@ def digits_model(digits_split):
 @pytest.fixture(scope="session")
 def class3_task(digits_split):
     return UnlearningTask.build(digits_split, ForgetSpec(classes=[3]))
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory):
+    """The pipeline tests' causal LM (``pipeline_helpers.build_tiny_lm``): its directory and facts file."""
+    pytest.importorskip("transformers")
+    from pipeline_helpers import build_tiny_lm
+
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))

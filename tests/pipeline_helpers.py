@@ -1,9 +1,10 @@
-"""Shared pieces of the pipeline tests: a tiny digits pipeline, database URLs, and the invariants
-that must hold between ledger, registry and audit log after any interruption."""
+"""Shared pieces of the pipeline tests: a tiny digits pipeline, a tiny causal-LM pipeline, database
+URLs, and the invariants that must hold between ledger, registry and audit log after any interruption."""
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 
@@ -12,8 +13,6 @@ import torch
 from sqlalchemy import create_engine
 
 from obliviate import TrainConfig, build_model, fit, load_data
-from obliviate.checkpoint import file_sha256
-from obliviate.forget import ForgetSpec
 from obliviate.pipeline import DataSource, Pipeline, PipelineConfig
 from obliviate.pipeline.integrity import check
 from obliviate.pipeline.ledger import Base
@@ -90,6 +89,59 @@ def new_pipeline(home: Path, **over) -> Pipeline:
     return Pipeline.create(home, cfg, None if cfg.mode == "exact" else tiny_model())
 
 
+LM_TRAINED, LM_NEVER_SEEN = 6, 3
+LM_NPO = {"epochs": 10, "lr": 2e-3}  # the NPO defaults are tuned for 100 people, not 10 facts
+
+
+@functools.cache
+def lm_people() -> dict:
+    """Keys -> facts of generated people: the first six are trained on, the last three never."""
+    from obliviate.llm import generate_profiles
+
+    return generate_profiles(LM_TRAINED + LM_NEVER_SEEN, seed=0)
+
+
+def build_tiny_lm(root: Path) -> tuple[Path, Path]:
+    """A one-layer GPT-2 and word-level tokenizer fine-tuned on the trained people's facts, saved as a
+    Hugging Face directory, and the JSONL facts file of all nine people (nothing is downloaded)."""
+    from obliviate.llm import LMTrainConfig, finetune, save_causal_lm, tiny_gpt2, train_tokenizer
+
+    people = lm_people()
+    rows = [qa for facts in people.values() for qa in facts]
+    facts = root / "facts.jsonl"
+    fields = ("question", "answer", "key", "paraphrased")
+    facts.write_text("".join(json.dumps({**{f: getattr(qa, f) for f in fields}, "perturbed": list(qa.perturbed)}) + "\n"
+                             for qa in rows))  # fmt: skip
+    texts = [t for qa in rows for t in (qa.question, qa.answer, qa.paraphrased, *qa.perturbed)]
+    tokenizer = train_tokenizer(texts)
+    model = tiny_gpt2(tokenizer, n_layer=1, n_embd=64, n_head=2, seed=0)
+    trained = [qa for key in list(people)[:LM_TRAINED] for qa in people[key]]
+    finetune(model, tokenizer, trained, LMTrainConfig(epochs=60, lr=1e-2, batch_size=16))
+    return save_causal_lm(root / "model", model, tokenizer), facts
+
+
+KINDS = ["classifier", "causal_lm"]
+
+
+def pipeline_of(kind: str, home: Path, request: pytest.FixtureRequest, **over) -> tuple[Pipeline, str]:
+    """A new pipeline of ``kind`` (the digits MLP, or the ``tiny_lm`` fixture's model, asked of
+    ``request``) and the name its requests give the data set."""
+    if kind == "classifier":
+        return new_pipeline(home, **over), "digits"
+    return new_lm_pipeline(home, request.getfixturevalue("tiny_lm"), **over), "people"
+
+
+def new_lm_pipeline(home: Path, lm: tuple[Path, Path], **over) -> Pipeline:
+    """A causal-LM pipeline serving the tiny GPT-2 of ``build_tiny_lm`` (``lm``: its directory and facts file)."""
+    from obliviate.pipeline.lm import load_version
+
+    model_dir, facts = lm
+    holdout = list(lm_people())[LM_TRAINED:]
+    data = DataSource(name="people", source=str(facts), kind="causal_lm", holdout_keys=holdout)
+    cfg = PipelineConfig(**{"dataset": data, "method_config": LM_NPO, "batch_size": 4, **over})
+    return Pipeline.create(home, cfg, load_version(model_dir))
+
+
 def check_consistency(pipe: Pipeline) -> dict:
     """Assert that ledger, registry and audit log tell one story; returns counts per state."""
     ledger, registry, audit = pipe.ledger, pipe.registry, pipe.audit
@@ -99,7 +151,7 @@ def check_consistency(pipe: Pipeline) -> dict:
     assert registry.versions() == history, "a version on disk was never promoted (or a promoted one is missing)"
     serving, model, card = registry.load_serving()
     assert serving == history[-1]
-    assert file_sha256(registry.path(serving)) == card["sha256"] == registry.pointer()["sha256"]
+    assert registry.sha256(serving) == card["sha256"] == registry.pointer()["sha256"]
     del model
     verification = audit.verify()
     assert verification.ok, verification.problem
@@ -119,11 +171,10 @@ def check_consistency(pipe: Pipeline) -> dict:
     for r in requests:
         if r.state == "done":
             assert r.id in served_by or r.batch_id in noops, f"request {r.id} is done but no version or record has it"
-    train = digits_train()
     expected = set()
     for r in requests:
         if r.state == "done":
-            expected |= set(ForgetSpec.model_validate(r.spec).resolve(train).tolist())
+            expected |= pipe.requested_rows(r.spec)
     assert set(card["forgotten_rows"]) == expected, "the serving model forgot other rows than the done requests ask"
     assert check(pipe) == [], "obliviate pipeline check finds a mismatch"
     return ledger.counts()

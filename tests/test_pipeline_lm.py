@@ -7,73 +7,38 @@ The model is a tiny GPT-2 and its tokenizer is trained here on generated profile
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("transformers")
 pytest.importorskip("sqlalchemy")
 
 from cli_helpers import run_cli  # noqa: E402
+from pipeline_helpers import LM_NPO, LM_TRAINED, lm_people  # noqa: E402
 
-from obliviate.llm import (  # noqa: E402
-    LMTrainConfig,
-    finetune,
-    generate_profiles,
-    load_causal_lm,
-    save_causal_lm,
-    tiny_gpt2,
-    train_tokenizer,
-)
+from obliviate.llm import load_causal_lm  # noqa: E402
 from obliviate.llm.metrics import answer_scores  # noqa: E402
 from obliviate.pipeline import Pipeline  # noqa: E402
 from obliviate.pipeline.lm import dir_sha256  # noqa: E402
 
-TRAINED, NEVER_SEEN = 6, 3
-NPO = ("--set", "epochs=10", "--set", "lr=2e-3")  # the defaults are tuned for 100 people, not 10 facts
+NPO = tuple(a for k, v in LM_NPO.items() for a in ("--set", f"{k}={v}"))
 
 
 @pytest.fixture(scope="module")
 def people():
     """Keys -> facts: the first six people are trained on, the last three never."""
-    return generate_profiles(TRAINED + NEVER_SEEN, seed=0)
+    return lm_people()
 
 
 @pytest.fixture(scope="module")
-def lm(tmp_path_factory, people):
+def lm(tiny_lm):
     """A Hugging Face model directory fine-tuned on the trained people's facts, and the JSONL facts file."""
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("lm")
-    rows = [qa for facts in people.values() for qa in facts]
-    facts = root / "facts.jsonl"
-    facts.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "question": qa.question,
-                    "answer": qa.answer,
-                    "key": qa.key,
-                    "paraphrased": qa.paraphrased,
-                    "perturbed": list(qa.perturbed),
-                }
-            )
-            + "\n"
-            for qa in rows
-        )  # fmt: skip
-    )
-    texts = [t for qa in rows for t in (qa.question, qa.answer, qa.paraphrased, *qa.perturbed)]
-    tokenizer = train_tokenizer(texts)
-    model = tiny_gpt2(tokenizer, n_layer=1, n_embd=64, n_head=2, seed=0)
-    trained = [qa for key in list(people)[:TRAINED] for qa in people[key]]
-    finetune(model, tokenizer, trained, LMTrainConfig(epochs=60, lr=1e-2, batch_size=16))
-    return save_causal_lm(root / "model", model, tokenizer), facts
+    return tiny_lm
 
 
 def _init(monkeypatch, capsys, home, lm, people, *extra):
     model, facts = lm
-    holdout = ",".join(list(people)[TRAINED:])
+    holdout = ",".join(list(people)[LM_TRAINED:])
     return run_cli(
         monkeypatch, capsys, "pipeline", "init", "--home", home, "--data", facts, "--model-file", model,
         "--holdout-keys", holdout, "--name", "people", *extra,
@@ -98,7 +63,7 @@ def test_key_request_is_forgotten_gated_promoted_and_checked(tmp_path, monkeypat
     home = tmp_path / "home"
     code, out, err = _init(monkeypatch, capsys, home, lm, people, *NPO)
     assert code == 0, err + out
-    keys = list(people)[:TRAINED]
+    keys = list(people)[:LM_TRAINED]
     forget, keep = keys[0], keys[1:]
     code, out, err = _submit(monkeypatch, capsys, home, "--keys", forget)
     assert code == 0, err + out

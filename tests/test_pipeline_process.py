@@ -7,13 +7,27 @@ import sys
 
 import pytest
 import torch
+from cli_helpers import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pipeline_helpers import DB_KINDS, PERMISSIVE, check_consistency, db_url, digits_train, new_pipeline
+from pipeline_helpers import (
+    DB_KINDS,
+    KINDS,
+    PERMISSIVE,
+    RECIPE,
+    check_consistency,
+    config,
+    db_url,
+    digits_train,
+    lm_people,
+    new_lm_pipeline,
+    new_pipeline,
+)
+from sklearn.datasets import load_digits
 
 from obliviate.cli import main
 from obliviate.forget import ForgetSpec
-from obliviate.pipeline import Pipeline, PipelineConfig, RequestError, UnknownDatasetError, process
+from obliviate.pipeline import DataSource, Pipeline, PipelineConfig, RequestError, UnknownDatasetError, process
 from obliviate.pipeline.audit import rows_sha256
 from obliviate.pipeline.batching import plan_batch
 from obliviate.training import accuracy
@@ -236,3 +250,64 @@ def test_property_batch_plan_forgets_exactly_the_new_rows(batch, forgotten):
     assert plan.alive[task.forget_idx].tolist() == plan.rows
     kept = set(plan.alive[task.retain_idx].tolist())
     assert not kept & (asked | set(forgotten)) and len(kept) + len(asked | set(forgotten)) == len(train)
+
+
+def _home_on_a_data_file(kind: str, tmp_path, request) -> tuple:
+    """A pipeline whose data are a file of its own (a digits CSV, or a copy of the LM facts), with one
+    waiting request; returns its home, the file, and where one byte of a trained row sits in it."""
+    home, data = tmp_path / "home", tmp_path / ("digits.csv" if kind == "classifier" else "facts.jsonl")
+    if kind == "causal_lm":
+        model_dir, facts = request.getfixturevalue("tiny_lm")
+        data.write_bytes(facts.read_bytes())
+        pipe = new_lm_pipeline(home, (model_dir, data))
+        pipe.submit("people", {"keys": [list(lm_people())[1]]}, "ivy")
+        first = data.read_text().splitlines()[0]
+        return pipe, data, first.index('"answer": "') + len('"answer": "')  # in the first trained fact
+    X, y = load_digits(return_X_y=True)
+    lines = [",".join([*(f"p{i}" for i in range(X.shape[1])), "target"])]
+    lines += [",".join([*(f"{v:g}" for v in row), str(t)]) for row, t in zip(X[:400], y[:400], strict=True)]
+    data.write_text("\n".join(lines) + "\n")
+    dataset = DataSource(name="digits", source=str(data), target="target")
+    pipe = Pipeline.create(
+        home, config(dataset=dataset, gates=PERMISSIVE, recipe=RECIPE.model_copy(update={"epochs": 5}))
+    )
+    pipe.submit("digits", {"indices": [0, 1]}, "ivy")
+    row = int(pipe.split.train.keys[0])  # a file row in the training split; its first value starts its line
+    return pipe, data, sum(len(line) + 1 for line in lines[: row + 1])
+
+
+def _files(home) -> dict:
+    """What the registry and the audit trail hold, file by file."""
+    return {
+        p.relative_to(home): p.read_bytes() for d in ("models", "audit") for p in (home / d).rglob("*") if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_changed_data_file_refuses_processing_until_restored(tmp_path, monkeypatch, capsys, request, kind):
+    """One byte of a trained row changed since init: ``process`` refuses with one line (exit 2), the
+    request stays waiting and nothing is written; ``check`` reports it; the restored file processes."""
+    pipe, data, at = _home_on_a_data_file(kind, tmp_path, request)
+    home, original = pipe.home, data.read_bytes()
+    assert pipe.data_drift() is None
+    pipe.close()
+    changed = bytearray(original)
+    changed[at] = ord("7") if changed[at] != ord("7") else ord("8")
+    data.write_bytes(bytes(changed))
+    before = _files(home)
+    capsys.readouterr()  # what building the pipeline printed
+
+    code, out, err = run_cli(monkeypatch, capsys, "pipeline", "process", "--home", home)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err + out
+    assert f"error: data changed since v0001: the {'facts file' if kind == 'causal_lm' else 'training split of'}" in err
+    pipe = Pipeline(home)
+    assert [r.state for r in pipe.ledger.list()] == ["received"] and not pipe.ledger.open_batches()
+    assert _files(home) == before, "processing wrote to the registry or the audit trail"
+    code, out, err = run_cli(monkeypatch, capsys, "pipeline", "check", "--home", home)
+    assert code == 1 and "mismatch: data changed since v0001" in err, err + out
+
+    data.write_bytes(original)
+    code, out, err = run_cli(monkeypatch, capsys, "pipeline", "process", "--home", home)
+    assert code == 0 and "promoted v0002" in out, err + out
+    code, out, err = run_cli(monkeypatch, capsys, "pipeline", "check", "--home", home)
+    assert code == 0, err + out

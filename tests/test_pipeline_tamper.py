@@ -2,8 +2,11 @@
 the serving pointer, the weights, the cards, the ledger rows and the audit log is caught by
 ``obliviate pipeline check``, and those that touch what serves are also caught on load.
 
-One home is built once (v0001 trained, v0002 and v0003 from row requests, a rejected class
-request, a no-op request, one request still waiting); each scenario alters a copy of it.
+One home is built once per model kind (v0001, v0002 and v0003 from two requests, a rejected
+request, a no-op request, one request still waiting); each scenario alters a copy of it. For a
+classifier the requests name rows and a version is one safetensors file; for a causal LM they
+name people and a version is a Hugging Face directory, so the weights scenarios edit, swap or
+delete files inside it and a few more add or remove files there.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import new_pipeline
+from pipeline_helpers import KINDS, lm_people, pipeline_of
 
 from obliviate.cli import main
 from obliviate.pipeline import Pipeline, process
@@ -26,24 +29,51 @@ from obliviate.pipeline.signing import Signer, canonical
 GATES = ["random: forget_acc <= 100", "class: forget_acc <= 0"]
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> dict:
-    home = tmp_path_factory.mktemp("tamper") / "home"
-    pipe = new_pipeline(home, gates=GATES)
-    saved = {}
-    pipe.submit("digits", {"indices": [1, 2]}, "alice")
-    assert [o.outcome for o in process(pipe)] == ["promoted"]
-    saved["pointer_v0002"] = (home / "models" / "SERVING.json").read_text()
-    pipe.submit("digits", {"indices": [3, 4, 5]}, "bob")
-    assert [o.outcome for o in process(pipe)] == ["promoted"]
-    pipe.submit("digits", {"classes": [3]}, "carol")
-    assert [o.outcome for o in process(pipe)] == ["rejected"]
-    pipe.submit("digits", {"indices": [1]}, "dave")
-    assert [o.outcome for o in process(pipe)] == ["noop"]
-    pipe.submit("digits", {"indices": [7]}, "erin")
+# (requester, spec) of the story; carol's batch is refused by the gates, dave's asks again for alice's rows
+_PEOPLE = list(lm_people())
+STORY = {
+    "classifier": [
+        ("alice", {"indices": [1, 2]}), ("bob", {"indices": [3, 4, 5]}), ("carol", {"classes": [3]}),
+        ("dave", {"indices": [1]}), ("erin", {"indices": [7]}),
+    ],
+    "causal_lm": [
+        ("alice", {"keys": [_PEOPLE[0]]}), ("bob", {"keys": [_PEOPLE[1]]}), ("carol", {"keys": [_PEOPLE[2]]}),
+        ("dave", {"keys": [_PEOPLE[0]]}), ("erin", {"keys": [_PEOPLE[3]]}),
+    ],
+}  # fmt: skip
+
+
+def _build(home: Path, kind: str, request) -> dict:
+    pipe, dataset = pipeline_of(kind, home, request, **({"gates": GATES} if kind == "classifier" else {}))
+    saved = {"home": home, "kind": kind}
+    served = pipe.config
+    for (requester, spec), outcome in zip(STORY[kind], ["promoted", "promoted", "rejected", "noop"], strict=False):
+        if requester == "carol" and kind == "causal_lm":  # refuse this one batch, as the class gate does above
+            pipe.config = served.model_copy(update={"gates": ["forget_loss <= 0"]})
+        pipe.submit(dataset, spec, requester)
+        assert [o.outcome for o in process(pipe)] == [outcome]
+        pipe.config = served
+        if requester == "alice":
+            saved["pointer_v0002"] = (home / "models" / "SERVING.json").read_text()
+    requester, spec = STORY[kind][-1]
+    pipe.submit(dataset, spec, requester)
     assert check(pipe) == []
     pipe.close()
-    return {"home": home, **saved}
+    return saved
+
+
+@pytest.fixture(scope="module")
+def homes() -> dict:
+    """The built homes by kind, each built once by the first test that asks for it."""
+    return {}
+
+
+@pytest.fixture(params=KINDS)
+def base(request, homes, tmp_path_factory) -> dict:
+    kind = request.param
+    if kind not in homes:
+        homes[kind] = _build(tmp_path_factory.mktemp("tamper") / "home", kind, request)
+    return homes[kind]
 
 
 # ----- the alterations -------------------------------------------------------------------------
@@ -97,9 +127,24 @@ M = "models"
 SERVING, OLD = "v0003", "v0002"
 
 
-def _copy_version(home: Path, src: str, dst: str, *suffixes: str) -> None:
-    for suffix in suffixes:
-        shutil.copyfile(home / M / f"{src}{suffix}", home / M / f"{dst}{suffix}")
+def _lm(home: Path) -> bool:
+    return (home / M / "v0001").is_dir()
+
+
+def _model(home: Path, version: str) -> Path:
+    """A version's weights file (inside its directory, for a causal LM)."""
+    return home / M / version / "model.safetensors" if _lm(home) else home / M / f"{version}.safetensors"
+
+
+def _copy_version(home: Path, src: str, dst: str, card: bool = False) -> None:
+    """Put version ``src``'s model (weights file or whole directory), and its card if asked, in place of ``dst``'s."""
+    if _lm(home):
+        shutil.rmtree(home / M / dst)
+        shutil.copytree(home / M / src, home / M / dst)
+    else:
+        shutil.copyfile(_model(home, src), _model(home, dst))
+    if card:
+        shutil.copyfile(_card(home, src), _card(home, dst))
 
 
 def _card(home: Path, version: str) -> Path:
@@ -111,7 +156,7 @@ def _ptr(home: Path) -> Path:
 
 
 def _weights(home: Path) -> Path:
-    return home / M / f"{SERVING}.safetensors"
+    return _model(home, SERVING)
 
 
 # name -> (alteration, whether loading the serving model must refuse it too)
@@ -133,18 +178,17 @@ SCENARIOS = {
     "pointer: truncated file": (
         lambda h, s: (_ptr(h)).write_text((_ptr(h)).read_text()[:40]), True),
     # weights
-    "weights: serving file edited": (lambda h, s: _flip(h / M / f"{SERVING}.safetensors"), True),
-    "weights: v0001 copied over the serving file": (
-        lambda h, s: _copy_version(h, "v0001", SERVING, ".safetensors"), True),
-    "weights: serving file deleted": (lambda h, s: (h / M / f"{SERVING}.safetensors").unlink(), True),
+    "weights: serving file edited": (lambda h, s: _flip(_weights(h)), True),
+    "weights: v0001 copied over the serving file": (lambda h, s: _copy_version(h, "v0001", SERVING), True),
+    "weights: serving file deleted": (lambda h, s: _weights(h).unlink(), True),
     "weights: serving file truncated": (
         lambda h, s: _weights(h).write_bytes(_weights(h).read_bytes()[:100]),
         True,
     ),
-    "weights: an older version edited": (lambda h, s: _flip(h / M / f"{OLD}.safetensors"), False),
+    "weights: an older version edited": (lambda h, s: _flip(_model(h, OLD)), False),
     # cards
     "card: v0001 weights and card copied over the serving version (issue #15)": (
-        lambda h, s: _copy_version(h, "v0001", SERVING, ".safetensors", ".json"), True),
+        lambda h, s: _copy_version(h, "v0001", SERVING, card=True), True),
     "card: serving forgotten_rows emptied (issue #15)": (
         lambda h, s: _json(_card(h, SERVING), lambda c: c.update(forgotten_rows=[])), True),
     "card: serving metrics edited": (
@@ -152,7 +196,7 @@ SCENARIOS = {
     "card: serving card deleted": (lambda h, s: _card(h, SERVING).unlink(), True),
     "card: sha256 re-pointed at swapped weights": (
         lambda h, s: (
-            _copy_version(h, "v0001", SERVING, ".safetensors"),
+            _copy_version(h, "v0001", SERVING),
             _json(_card(h, SERVING), lambda c: c.update(sha256=json.loads(_card(h, "v0001").read_text())["sha256"])),
         ),
         True,
@@ -217,6 +261,22 @@ SCENARIOS = {
     ),
 }  # fmt: skip
 
+# only a causal LM's versions are directories
+LM_SCENARIOS = {
+    "directory: a file added to the serving version": (
+        lambda h, s: (h / M / SERVING / "extra.json").write_text("{}"), True),
+    "directory: serving tokenizer edited": (
+        lambda h, s: (h / M / SERVING / "tokenizer.json").open("a").write(" "), True),
+    "directory: a serving file renamed": (
+        lambda h, s: (h / M / SERVING / "config.json").rename(h / M / SERVING / "config.json.bak"), True),
+    "directory: v0001's weights linked in place of the serving ones": (
+        lambda h, s: (_weights(h).unlink(), _weights(h).symlink_to(_model(h, "v0001"))), True),
+    "directory: serving version deleted": (lambda h, s: shutil.rmtree(h / M / SERVING), True),
+    "directory: an older version's config edited": (
+        lambda h, s: _json(h / M / OLD / "config.json", lambda c: c.update(n_layer=2)), False),
+}  # fmt: skip
+CASES = [(kind, name) for kind in KINDS for name in SCENARIOS] + [("causal_lm", name) for name in LM_SCENARIOS]
+
 
 def _copy(base: dict, tmp_path: Path) -> Path:
     home = tmp_path / "home"
@@ -231,9 +291,9 @@ def test_untouched_home_checks_clean(base, tmp_path):
     assert version == SERVING and len(pipe.audit.entries()) == 5 == len(pipe.ledger.anchors())
 
 
-@pytest.mark.parametrize("name", list(SCENARIOS))
+@pytest.mark.parametrize(("base", "name"), CASES, indirect=["base"])
 def test_tampering_is_detected(base, tmp_path, name):
-    alter, on_load = SCENARIOS[name]
+    alter, on_load = {**SCENARIOS, **LM_SCENARIOS}[name]
     home = _copy(base, tmp_path)
     alter(home, base)
     pipe = Pipeline(home)

@@ -8,7 +8,7 @@ from obliviate.pipeline.ledger import ConflictError, Ledger, LedgerError, Reques
 from obliviate.pipeline.lm import CausalLM
 from obliviate.pipeline.processor import BatchOutcome, BusyError, process, process_batch, recover
 from obliviate.pipeline.registry import ModelRegistry, RegistryError
-from obliviate.pipeline.workspace import Pipeline, RequestError, UnknownDatasetError
+from obliviate.pipeline.workspace import DataDriftError, Pipeline, RequestError, UnknownDatasetError
 
 __all__ = [
     "AuditLog",
@@ -16,6 +16,7 @@ __all__ = [
     "BusyError",
     "CausalLM",
     "ConflictError",
+    "DataDriftError",
     "DataSource",
     "Ledger",
     "LedgerError",

@@ -9,7 +9,8 @@ head it was built after, audit records carry the hashes of models, forgotten row
 request specs, and the ledger says which batch and version served each request.
 
 ``verify_serving`` is the load path (cheap: the serving model, the chain and its anchor);
-``check`` is ``obliviate pipeline check`` (everything, every version, every request).
+``check`` is ``obliviate pipeline check`` (everything, every version, every request, and the
+data file against the fingerprint the first version recorded).
 """
 
 from __future__ import annotations
@@ -186,7 +187,14 @@ def check(pipe: Pipeline) -> list[str]:
                 gone = len(serving["forgotten_rows"])
                 problems.append(f"the serving model forgot {gone} rows, the done requests ask {len(asked)}")
 
+    def data() -> None:
+        drift = pipe.data_drift()
+        if drift:
+            problems.append(drift)
+
     audit_ok, registry_ok = run(audit), run(registry)
+    if registry_ok:
+        run(data)
     if audit_ok and registry_ok:  # comparing with a part already found broken only repeats the news
         run(registry_vs_audit)
     if audit_ok:

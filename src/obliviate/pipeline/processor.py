@@ -17,7 +17,9 @@ exactly once, or pending/failed, and the ledger agrees with the registry and the
 
 Before a batch is claimed the serving model is loaded through ``verify_serving``: a home
 whose pointer, cards, weights, audit log or ledger anchors were altered is refused, so no
-request is left running and no version is ever built from a model that was swapped in.
+request is left running and no version is ever built from a model that was swapped in. The
+data are checked too (``Pipeline.data_drift``): if the data file changed since the first
+version was made, ``DataDriftError`` refuses the batch before anything is claimed or written.
 
 Step 2 is the only one that depends on the kind of model: a classifier (or regressor) forgets
 rows with ``unlearn`` and is measured by ``evaluate``; a causal LM forgets the facts of keys
@@ -35,7 +37,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from obliviate.checkpoint import file_sha256
 from obliviate.evaluation import evaluate
 from obliviate.forget import ForgetSpec, ForgetSpecError
 from obliviate.methods import MethodError, unlearn
@@ -44,7 +45,7 @@ from obliviate.pipeline.audit import rows_sha256
 from obliviate.pipeline.batching import BatchPlan, KeyPlan, batch_kind, plan_batch, plan_keys
 from obliviate.pipeline.gates import check_gates
 from obliviate.pipeline.integrity import anchor_tail, spec_sha256, verify_serving
-from obliviate.pipeline.workspace import Pipeline
+from obliviate.pipeline.workspace import DataDriftError, Pipeline
 from obliviate.records import RunLog
 
 
@@ -171,6 +172,9 @@ def process_batch(pipe: Pipeline) -> BatchOutcome | None:
     if not pipe.ledger.list(state="received", limit=1):
         return None
     parent, model, parent_card = verify_serving(pipe)
+    drift = pipe.data_drift()
+    if drift:
+        raise DataDriftError(drift)
     batch_id, requests = pipe.ledger.claim(cfg.batch_size, kind=batch_kind)
     if not requests:
         return None
@@ -258,7 +262,7 @@ def _unlearn_facts(pipe: Pipeline, served: causal.CausalLM, plan: KeyPlan) -> Ca
     candidate = causal.CausalLM(result.model, served.tokenizer)
     verdict = verify_lm(result.model, served.tokenizer, task, original=served.model, seed=cfg.seed)
     metrics = {**causal.verdict_metrics(verdict), **causal.loss_metrics(candidate, task)}
-    data = {"name": cfg.dataset.name, "fingerprint": file_sha256(cfg.dataset.source), "rows": len(task.retain)}
+    data = {"name": cfg.dataset.name, "fingerprint": pipe.data_fingerprint(), "rows": len(task.retain)}
     details = {"verdict": verdict.to_dict()}
     failed = [f"verdict check {c.name} failed: {c.reason}" for c in verdict.checks if c.status == "fail"]
     return Candidate(candidate, metrics, causal.loss_metrics(served, task), result.log, data, details, failed)

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from obliviate.atomic import atomic_write_text
 from obliviate.checkpoint import build_checked, file_sha256
-from obliviate.data import DataSplit, load_data
+from obliviate.data import DataError, DataSplit, load_data
 from obliviate.forget import ForgetSpec, ForgetSpecError, file_rows
 from obliviate.methods.sisa import train_sisa
 from obliviate.pipeline import lm as causal
@@ -41,6 +41,10 @@ class RequestError(ValueError):
 
 class UnknownDatasetError(RequestError):
     pass
+
+
+class DataDriftError(ValueError):
+    """The data file no longer holds the data the served versions were built on (nothing is processed)."""
 
 
 class Pipeline:
@@ -70,6 +74,33 @@ class Pipeline:
     def facts(self) -> list:
         """A causal-LM pipeline's question/answer facts (``obliviate.llm.QA``), read from its JSONL file."""
         return causal.read_facts(self.config.dataset.source, self.config.dataset.holdout_keys)
+
+    def data_fingerprint(self) -> str:
+        """The data as they are now, hashed as the first version's card records them: a causal
+        LM's facts file by its sha256, a classifier's training split by ``Dataset.fingerprint``."""
+        if self.config.is_lm:
+            return file_sha256(self.config.dataset.source)
+        return self.split.train.fingerprint()
+
+    def data_drift(self) -> str | None:
+        """One line saying how the data differ from those recorded when the pipeline was made, or
+        None. Request keys and row ids resolve against these data and retrain-style methods train
+        on them, so a batch served from other data would forget other rows than the model saw."""
+        first = self.registry.history()[0]
+        card = self.registry.card(first)
+        self.registry.verify_card(first, card)
+        recorded = card.get("data", {}).get("fingerprint")
+        what = "facts file" if self.config.is_lm else "training split of"
+        try:
+            now = self.data_fingerprint()
+        except (OSError, DataError) as exc:
+            return f"data changed since {first}: {self.config.dataset.source} cannot be read ({exc})"
+        if now == recorded:
+            return None
+        return (
+            f"data changed since {first}: the {what} {self.config.dataset.source} hashes to {now[:12]}, "
+            f"{first} recorded {str(recorded)[:12]}; restore the data it was built on"
+        )
 
     def requested_rows(self, spec: dict) -> set:
         """What a stored request forgets: original training-row ids, or a causal LM's keys."""
