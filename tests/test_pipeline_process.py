@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pipeline_helpers import (
     DB_KINDS,
     KINDS,
+    LM_PERMISSIVE,
     PERMISSIVE,
     RECIPE,
     check_consistency,
@@ -259,7 +260,7 @@ def _home_on_a_data_file(kind: str, tmp_path, request) -> tuple:
     if kind == "causal_lm":
         model_dir, facts = request.getfixturevalue("tiny_lm")
         data.write_bytes(facts.read_bytes())
-        pipe = new_lm_pipeline(home, (model_dir, data))
+        pipe = new_lm_pipeline(home, (model_dir, data), gates=LM_PERMISSIVE)
         pipe.submit("people", {"keys": [list(lm_people())[1]]}, "ivy")
         first = data.read_text().splitlines()[0]
         return pipe, data, first.index('"answer": "') + len('"answer": "')  # in the first trained fact

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import KINDS, lm_people, pipeline_of
+from pipeline_helpers import KINDS, LM_PERMISSIVE, lm_people, pipeline_of
 
 from obliviate.cli import main
 from obliviate.pipeline import Pipeline, process
@@ -44,7 +44,7 @@ STORY = {
 
 
 def _build(home: Path, kind: str, request) -> dict:
-    pipe, dataset = pipeline_of(kind, home, request, **({"gates": GATES} if kind == "classifier" else {}))
+    pipe, dataset = pipeline_of(kind, home, request, gates=GATES if kind == "classifier" else LM_PERMISSIVE)
     saved = {"home": home, "kind": kind}
     served = pipe.config
     for (requester, spec), outcome in zip(STORY[kind], ["promoted", "promoted", "rejected", "noop"], strict=False):
